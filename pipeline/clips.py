@@ -1,0 +1,241 @@
+"""Per-track crop buffers that turn tracked boxes into fixed-length clips for the encoder.
+
+Each confirmed track of a camera keeps its newest crops (resized once to the encoder's input
+size). A clip of ``T`` frames, chosen by the shared sampling policy, is emitted when the track
+first has ``T`` frames, again every ``refresh_seconds`` while it lives, and a last time when it
+ends (if it has at least ``min_frames``). Memory is bounded by ``max_tracks`` per camera and
+``max_frames_per_track`` crops per track.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from pipeline.config import ClipsConfig
+from pipeline.records import FrameDetections
+from reid_models.sampling import sample_clip_indices
+
+
+@dataclass
+class Clip:
+    """``T`` crops of one track, ready for the encoder.
+
+    Attributes:
+        crops: uint8 ``(T, H, W, 3)`` BGR, ``H x W`` the configured crop size (``all`` sampling:
+            every buffered crop, padded to a multiple of ``T``).
+        frame_indices: int64 ``(T,)`` source frame index of each crop.
+        quality: in ``[0, 1]``: mean detection confidence times the fraction of distinct frames.
+        final: True when the track has ended and this is its last clip.
+        first_timestamp / last_timestamp: seconds, span of the whole track so far.
+        last_box: float32 ``(4,)`` xyxy of the newest box.
+        captured_at: monotonic time the newest frame of the clip was read (for latency).
+    """
+
+    camera_id: int
+    track_id: int
+    crops: np.ndarray
+    frame_indices: np.ndarray
+    quality: float
+    final: bool
+    first_timestamp: float
+    last_timestamp: float
+    last_frame_index: int
+    last_box: np.ndarray
+    captured_at: float
+
+
+@dataclass
+class TrackEvent:
+    """A track appearing or disappearing in one camera."""
+
+    camera_id: int
+    track_id: int
+    frame_index: int
+    timestamp: float
+    box: np.ndarray
+    confidence: float
+    captured_at: float
+
+
+@dataclass
+class ClipBufferOutput:
+    """What one :meth:`ClipBuffer.update` produced."""
+
+    clips: list[Clip] = field(default_factory=list)
+    started: list[TrackEvent] = field(default_factory=list)
+    ended: list[TrackEvent] = field(default_factory=list)
+
+    def extend(self, other: ClipBufferOutput) -> None:
+        self.clips.extend(other.clips)
+        self.started.extend(other.started)
+        self.ended.extend(other.ended)
+
+
+@dataclass
+class _TrackState:
+    crops: deque[np.ndarray]
+    frame_indices: deque[int]
+    confidences: deque[float]
+    first_timestamp: float
+    last_timestamp: float
+    last_frame_index: int
+    last_box: np.ndarray
+    last_confidence: float
+    captured_at: float
+    frames_seen: int = 0
+    frames_at_last_clip: int = 0
+    last_clip_timestamp: float | None = None
+
+
+class ClipBuffer:
+    """The crop buffers of one camera: ``update(frame_detections) -> ClipBufferOutput``."""
+
+    def __init__(self, config: ClipsConfig, camera_id: int) -> None:
+        self.config = config
+        self.camera_id = camera_id
+        self._tracks: dict[int, _TrackState] = {}
+        self._generator = np.random.default_rng(camera_id)
+
+    @property
+    def active_track_ids(self) -> list[int]:
+        return list(self._tracks)
+
+    @property
+    def buffered_crops(self) -> int:
+        """Crops held in memory right now (bounded by max_tracks x max_frames_per_track)."""
+        return sum(len(state.crops) for state in self._tracks.values())
+
+    def update(self, frame_detections: FrameDetections) -> ClipBufferOutput:
+        """Add the tracked boxes of one frame; return new clips and track starts/ends."""
+        output = ClipBufferOutput()
+        detections = frame_detections.detections
+        frame = frame_detections.frame
+        track_ids = (
+            np.asarray(detections.tracker_id) if detections.tracker_id is not None else []
+        )
+        confidences = (
+            np.asarray(detections.confidence)
+            if detections.confidence is not None
+            else np.ones(len(detections), dtype=np.float32)
+        )
+        for box, track_id, confidence in zip(detections.xyxy, track_ids, confidences, strict=True):
+            track_id = int(track_id)
+            crop = self._crop(frame.image, box)
+            state = self._tracks.get(track_id)
+            if state is None:
+                self._make_room(frame.timestamp, output)
+                state = self._new_state(frame_detections, box, float(confidence))
+                self._tracks[track_id] = state
+                output.started.append(self._track_event(track_id, state))
+            state.crops.append(crop)
+            state.frame_indices.append(frame.frame_index)
+            state.confidences.append(float(confidence))
+            state.frames_seen += 1
+            state.last_timestamp = frame.timestamp
+            state.last_frame_index = frame.frame_index
+            state.last_box = np.asarray(box, dtype=np.float32)
+            state.last_confidence = float(confidence)
+            state.captured_at = frame.captured_at
+            if self._clip_due(state, frame.timestamp):
+                output.clips.append(self._emit(track_id, state, final=False))
+        self._end_stale_tracks(frame.timestamp, output)
+        return output
+
+    def flush(self) -> ClipBufferOutput:
+        """End every track now (shutdown or end of stream), emitting their last clips."""
+        output = ClipBufferOutput()
+        for track_id in list(self._tracks):
+            self._end_track(track_id, output)
+        return output
+
+    def reset(self) -> None:
+        """Drop every buffer without emitting anything."""
+        self._tracks.clear()
+
+    def _crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1 = max(0, min(x1, width - 1)), max(0, min(y1, height - 1))
+        x2, y2 = max(x1 + 1, min(x2, width)), max(y1 + 1, min(y2, height))
+        size = (self.config.crop_width, self.config.crop_height)
+        return cv2.resize(image[y1:y2, x1:x2], size, interpolation=cv2.INTER_LINEAR)
+
+    def _new_state(
+        self, frame_detections: FrameDetections, box: np.ndarray, confidence: float
+    ) -> _TrackState:
+        max_frames = self.config.max_frames_per_track
+        return _TrackState(
+            crops=deque(maxlen=max_frames),
+            frame_indices=deque(maxlen=max_frames),
+            confidences=deque(maxlen=max_frames),
+            first_timestamp=frame_detections.timestamp,
+            last_timestamp=frame_detections.timestamp,
+            last_frame_index=frame_detections.frame_index,
+            last_box=np.asarray(box, dtype=np.float32),
+            last_confidence=confidence,
+            captured_at=frame_detections.frame.captured_at,
+        )
+
+    def _clip_due(self, state: _TrackState, timestamp: float) -> bool:
+        if state.last_clip_timestamp is None:
+            return len(state.crops) >= self.config.clip_length
+        return timestamp - state.last_clip_timestamp >= self.config.refresh_seconds
+
+    def _emit(self, track_id: int, state: _TrackState, final: bool) -> Clip:
+        frame_count = len(state.crops)
+        indices = sample_clip_indices(
+            frame_count, self.config.clip_length, self.config.sampling, self._generator
+        )
+        crops = list(state.crops)
+        frame_indices = list(state.frame_indices)
+        confidences = np.asarray(state.confidences, dtype=np.float32)[indices]
+        distinct_fraction = min(1.0, len(set(indices.tolist())) / len(indices))
+        state.last_clip_timestamp = state.last_timestamp
+        state.frames_at_last_clip = state.frames_seen
+        return Clip(
+            camera_id=self.camera_id,
+            track_id=track_id,
+            crops=np.stack([crops[i] for i in indices]),
+            frame_indices=np.asarray([frame_indices[i] for i in indices], dtype=np.int64),
+            quality=float(confidences.mean() * distinct_fraction),
+            final=final,
+            first_timestamp=state.first_timestamp,
+            last_timestamp=state.last_timestamp,
+            last_frame_index=state.last_frame_index,
+            last_box=state.last_box.copy(),
+            captured_at=state.captured_at,
+        )
+
+    def _end_stale_tracks(self, now: float, output: ClipBufferOutput) -> None:
+        for track_id, state in list(self._tracks.items()):
+            if now - state.last_timestamp >= self.config.track_end_seconds:
+                self._end_track(track_id, output)
+
+    def _make_room(self, now: float, output: ClipBufferOutput) -> None:
+        """Keep at most ``max_tracks`` tracks: end the least recently seen ones."""
+        while len(self._tracks) >= self.config.max_tracks:
+            oldest = min(self._tracks, key=lambda track_id: self._tracks[track_id].last_timestamp)
+            self._end_track(oldest, output)
+
+    def _end_track(self, track_id: int, output: ClipBufferOutput) -> None:
+        state = self._tracks.pop(track_id)
+        has_new_frames = state.frames_seen > state.frames_at_last_clip
+        if has_new_frames and len(state.crops) >= self.config.min_frames:
+            output.clips.append(self._emit(track_id, state, final=True))
+        output.ended.append(self._track_event(track_id, state))
+
+    def _track_event(self, track_id: int, state: _TrackState) -> TrackEvent:
+        return TrackEvent(
+            camera_id=self.camera_id,
+            track_id=track_id,
+            frame_index=state.last_frame_index,
+            timestamp=state.last_timestamp,
+            box=state.last_box.copy(),
+            confidence=state.last_confidence,
+            captured_at=state.captured_at if state.captured_at else time.monotonic(),
+        )

@@ -1,0 +1,286 @@
+"""Typed configuration: one YAML file parsed once into pydantic objects, with CLI overrides.
+
+The YAML layout mirrors :class:`CrosscamConfig`; every section has defaults, so a config file
+may hold only ``cameras``. Unknown keys and wrong types are errors. Relative paths (video
+files, weights, output folders) are resolved against the folder of the YAML file.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reid_models.sampling import SamplingMode
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a one-line message naming the key or path and the fix."""
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ReplayMode(StrEnum):
+    """How a video file is replayed: at its own frame rate, or as fast as the pipeline goes."""
+
+    REALTIME = "realtime"
+    FAST = "fast"
+
+
+class CameraConfig(StrictModel):
+    """One camera.
+
+    ``uri`` is a video file path, an ``rtsp://``/``rtsps://``/``http://`` URL, or a webcam
+    index such as ``0``.
+    """
+
+    id: int = Field(ge=0, description="camera id used in events and in MTMC output")
+    uri: str
+    name: str = ""
+    replay: ReplayMode = ReplayMode.FAST
+    loop: bool = False
+    fps_cap: float | None = Field(default=None, gt=0, description="process at most this fps")
+    start_seconds: float = Field(default=0.0, ge=0, description="files: start of the segment")
+    end_seconds: float | None = Field(default=None, gt=0, description="files: end of segment")
+    queue_size: int = Field(default=8, ge=1)
+
+    @field_validator("uri", mode="before")
+    @classmethod
+    def _uri_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+    @property
+    def is_file(self) -> bool:
+        """True when the URI is a path on disk rather than a network URL or a webcam index."""
+        return not (self.is_network or self.is_webcam)
+
+    @property
+    def is_network(self) -> bool:
+        """True for RTSP and HTTP streams."""
+        return self.uri.split("://", 1)[0].lower() in {"rtsp", "rtsps", "http", "https"}
+
+    @property
+    def is_webcam(self) -> bool:
+        """True for a webcam index such as ``0``."""
+        return self.uri.isdigit()
+
+    @property
+    def display_name(self) -> str:
+        """A short human name: the configured name or ``cam<id>``."""
+        return self.name or f"cam{self.id}"
+
+
+class DetectorConfig(StrictModel):
+    """The YOLO person detector (both classes of the bundled weights are persons)."""
+
+    weights: Path = Path("../assets/weights/yolov8_person_hfd.pt")
+    image_size: int = Field(default=416, ge=32, description="inference size, multiple of 32")
+    confidence: float = Field(default=0.35, ge=0, le=1)
+    class_confidence: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.6},
+        description="per-class minimum confidence overriding `confidence`",
+    )
+    person_classes: list[int] = Field(default_factory=lambda: [0, 1])
+    min_box_height: int = Field(default=24, ge=0, description="pixels; smaller boxes dropped")
+    device: str = "cpu"
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32 (e.g. {value - value % 32})")
+        return value
+
+
+class TrackerConfig(StrictModel):
+    """ByteTrack settings (the ``trackers`` package), applied per camera."""
+
+    lost_track_seconds: float = Field(default=1.0, gt=0, description="a lost track is kept")
+    track_activation_threshold: float = Field(default=0.5, ge=0, le=1)
+    high_confidence_threshold: float = Field(default=0.5, ge=0, le=1)
+    minimum_consecutive_frames: int = Field(default=2, ge=1)
+    minimum_iou_threshold: float = Field(default=0.1, ge=0, le=1)
+
+
+class ClipsConfig(StrictModel):
+    """Per-track crop buffers and when they emit clips."""
+
+    clip_length: int = Field(default=8, ge=1, description="T frames per clip")
+    sampling: SamplingMode = SamplingMode.EVENLY
+    crop_height: int = Field(default=256, ge=16)
+    crop_width: int = Field(default=128, ge=8)
+    refresh_seconds: float = Field(default=4.0, gt=0, description="re-emit a live track's clip")
+    max_frames_per_track: int = Field(default=64, ge=1, description="newest crops kept")
+    max_tracks: int = Field(default=256, ge=1, description="per camera")
+    min_frames: int = Field(default=4, ge=1, description="shorter tracks never emit a clip")
+    track_end_seconds: float = Field(default=1.5, gt=0, description="unseen this long = ended")
+
+
+class EncoderConfig(StrictModel):
+    """The video ReID encoder and its engine."""
+
+    model: str = "tp"
+    weights: Path | None = None
+    backbone: str = "osnet_x0_25"
+    backend: str = "torch"
+    device: str = "cpu"
+    max_batch: int = Field(default=16, ge=1)
+    max_wait_ms: float = Field(default=20.0, ge=0)
+
+
+class MatchingConfig(StrictModel):
+    """Cross-camera identity matching."""
+
+    similarity_threshold: float = Field(default=0.6, ge=-1, le=1)
+    merge_threshold: float = Field(default=0.8, ge=-1, le=1)
+    identity_ttl_seconds: float = Field(default=600.0, gt=0)
+    max_feature_weight: float = Field(
+        default=8.0, gt=0, description="cap on accumulated clip quality behind a feature"
+    )
+
+
+class RedisConfig(StrictModel):
+    """Where events go. ``url`` empty means an embedded Redis under the run folder."""
+
+    url: str = ""
+    stream: str = "crosscam:events"
+    key_prefix: str = "crosscam"
+    stream_max_length: int = Field(default=100_000, ge=1)
+    buffer_max_events: int = Field(default=100_000, ge=1, description="kept while Redis is down")
+
+
+class OutputsConfig(StrictModel):
+    """Files a run writes besides Redis."""
+
+    run_directory: Path = Path("../runs")
+    save_mtmc: Path | None = None
+    save_video: Path | None = None
+    status_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class CrosscamConfig(StrictModel):
+    """The whole configuration of one crosscam run."""
+
+    cameras: list[CameraConfig] = Field(min_length=1)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    clips: ClipsConfig = Field(default_factory=ClipsConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    max_seconds: float | None = Field(default=None, gt=0, description="stop after this long")
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [camera.id for camera in cameras]
+        duplicated = sorted({camera_id for camera_id in ids if ids.count(camera_id) > 1})
+        if duplicated:
+            raise ValueError(f"camera ids must be unique, repeated: {duplicated}")
+        return cameras
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> CrosscamConfig:
+    """Parse a YAML file and ``key.path=value`` overrides into a :class:`CrosscamConfig`.
+
+    Raises:
+        ConfigError: missing or unreadable file, bad YAML, bad override, unknown key, wrong
+            type, or a referenced file that does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (pass --streams path/to/cams.yaml)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({error.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping with a 'cameras' list")
+    for override in overrides or []:
+        apply_override(raw, override)
+    try:
+        config = CrosscamConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
+    resolve_paths(config, path.parent)
+    return config
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """Set ``a.b.c=value`` in a raw config mapping; the value is parsed as YAML.
+
+    List items are addressed by index: ``cameras.0.fps_cap=5``.
+    """
+    key_path, separator, text = override.partition("=")
+    if not separator or not key_path:
+        raise ConfigError(f"--set {override!r}: expected key.path=value, e.g. encoder.model=tp")
+    value = yaml.safe_load(text) if text else ""
+    keys = key_path.split(".")
+    node: Any = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {key_path}: no list item {key!r} (have {len(node)})")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            parent = ".".join(keys[:depth])
+            raise ConfigError(f"--set {key_path}: {parent} is a value, not a section")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming the first offending key and what is wrong with it."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{location}' (check its spelling; see configs/demo.yaml)"
+    if first["type"] == "missing":
+        return f"missing required key '{location}'"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"key '{location}': {first['msg']}, got {first.get('input')!r}{more}"
+
+
+def resolve_paths(config: CrosscamConfig, base: Path) -> None:
+    """Make relative paths absolute against ``base`` and check that input files exist."""
+    for index, camera in enumerate(config.cameras):
+        if camera.is_file:
+            video = _absolute(Path(camera.uri), base)
+            if not video.is_file():
+                raise ConfigError(f"cameras.{index}.uri: video file not found: {video}")
+            camera.uri = str(video)
+    config.detector.weights = _absolute(config.detector.weights, base)
+    if not config.detector.weights.is_file():
+        raise ConfigError(f"detector.weights: file not found: {config.detector.weights}")
+    if config.encoder.weights is not None:
+        config.encoder.weights = _absolute(config.encoder.weights, base)
+        if not config.encoder.weights.is_file():
+            raise ConfigError(f"encoder.weights: file not found: {config.encoder.weights}")
+    outputs = config.outputs
+    outputs.run_directory = _absolute(outputs.run_directory, base)
+    if outputs.save_mtmc is not None:
+        outputs.save_mtmc = _absolute(outputs.save_mtmc, base)
+    if outputs.save_video is not None:
+        outputs.save_video = _absolute(outputs.save_video, base)
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()

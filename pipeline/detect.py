@@ -1,0 +1,81 @@
+"""Person detection: one batched ultralytics YOLO forward for the frames of all cameras.
+
+Weights are always a local file; ultralytics is told it is offline so it never tries the
+network.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import supervision as sv
+
+from pipeline.config import DetectorConfig
+from pipeline.records import Frame, FrameDetections
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+class PersonDetector:
+    """Detect persons in a batch of frames.
+
+    ``class_id`` of the returned detections is always 0 (person); the detector's own class is
+    kept in ``detections.data["detector_class"]``.
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        from ultralytics import YOLO
+
+        self.config = config
+        self.model = YOLO(str(config.weights), task="detect")
+        self._threshold_by_class = np.full(
+            max([*config.person_classes, *config.class_confidence], default=0) + 1,
+            config.confidence,
+            dtype=np.float32,
+        )
+        for class_id, threshold in config.class_confidence.items():
+            self._threshold_by_class[class_id] = threshold
+
+    def detect(self, frames: list[Frame]) -> list[FrameDetections]:
+        """Run one forward pass over ``frames`` (BGR uint8 images of any sizes)."""
+        if not frames:
+            return []
+        results = self.model.predict(
+            [frame.image for frame in frames],
+            imgsz=self.config.image_size,
+            conf=float(min(self._threshold_by_class.min(), self.config.confidence)),
+            classes=self.config.person_classes,
+            device=self.config.device,
+            verbose=False,
+        )
+        return [
+            FrameDetections(frame=frame, detections=self._filter(sv.Detections.from_ultralytics(r)))
+            for frame, r in zip(frames, results, strict=True)
+        ]
+
+    def _filter(self, detections: sv.Detections) -> sv.Detections:
+        if len(detections) == 0:
+            return _empty_detections()
+        class_ids = np.asarray(detections.class_id, dtype=np.int64)
+        confidence = np.asarray(detections.confidence, dtype=np.float32)
+        heights = detections.xyxy[:, 3] - detections.xyxy[:, 1]
+        keep = (confidence >= self._threshold_by_class[class_ids]) & (
+            heights >= self.config.min_box_height
+        )
+        kept = detections[keep]
+        return sv.Detections(
+            xyxy=kept.xyxy.astype(np.float32),
+            confidence=np.asarray(kept.confidence, dtype=np.float32),
+            class_id=np.zeros(len(kept), dtype=np.int64),
+            data={"detector_class": np.asarray(kept.class_id, dtype=np.int64)},
+        )
+
+
+def _empty_detections() -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), dtype=np.float32),
+        confidence=np.zeros(0, dtype=np.float32),
+        class_id=np.zeros(0, dtype=np.int64),
+        data={"detector_class": np.zeros(0, dtype=np.int64)},
+    )

@@ -1,0 +1,87 @@
+"""The event schema published to Redis (version 1).
+
+Every event is one entry of the Redis stream ``crosscam:events`` whose fields are strings:
+
+==============  =====================================================================
+field           meaning
+==============  =====================================================================
+schema_version  ``"1"``
+event_id        ``<run id>:<sequence>``, unique; consumers drop duplicates by it
+type            ``track_started`` | ``identity_assigned`` | ``identity_merged`` |
+                ``track_ended``
+camera_id       camera id from the YAML
+track_id        the camera-local track id
+global_id       the cross-camera identity, ``-1`` while unknown
+bbox            ``x1,y1,x2,y2`` pixels of the newest box
+frame_index     0-based frame index in the camera's source
+timestamp       seconds (files: media time; live: Unix time)
+score           matching similarity (assigned/merged) or detection confidence
+merged_ids      ``identity_merged`` only: comma-separated ids folded into global_id
+==============  =====================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+class EventType(StrEnum):
+    """Kinds of events."""
+
+    TRACK_STARTED = "track_started"
+    IDENTITY_ASSIGNED = "identity_assigned"
+    IDENTITY_MERGED = "identity_merged"
+    TRACK_ENDED = "track_ended"
+
+
+@dataclass
+class Event:
+    """One published event; ``captured_at`` (monotonic) stays local, for latency."""
+
+    type: EventType
+    camera_id: int
+    track_id: int
+    global_id: int
+    bbox: np.ndarray
+    frame_index: int
+    timestamp: float
+    score: float
+    captured_at: float
+    merged_ids: list[int] = field(default_factory=list)
+    event_id: str = ""
+
+    def to_fields(self) -> dict[str, str]:
+        """The Redis stream fields of this event (all strings)."""
+        fields = {
+            "schema_version": str(SCHEMA_VERSION),
+            "event_id": self.event_id,
+            "type": self.type.value,
+            "camera_id": str(self.camera_id),
+            "track_id": str(self.track_id),
+            "global_id": str(self.global_id),
+            "bbox": ",".join(f"{value:.1f}" for value in np.asarray(self.bbox).tolist()),
+            "frame_index": str(self.frame_index),
+            "timestamp": f"{self.timestamp:.3f}",
+            "score": f"{self.score:.4f}",
+        }
+        if self.type is EventType.IDENTITY_MERGED:
+            fields["merged_ids"] = ",".join(str(identity) for identity in self.merged_ids)
+        return fields
+
+
+def parse_fields(fields: dict[str, str]) -> dict[str, object]:
+    """Decode stream fields back into typed values (for consumers and tests)."""
+    parsed: dict[str, object] = dict(fields)
+    for key in ("schema_version", "camera_id", "track_id", "global_id", "frame_index"):
+        parsed[key] = int(fields[key])
+    for key in ("timestamp", "score"):
+        parsed[key] = float(fields[key])
+    parsed["bbox"] = [float(value) for value in fields["bbox"].split(",")]
+    if fields.get("merged_ids"):
+        parsed["merged_ids"] = [int(value) for value in fields["merged_ids"].split(",")]
+    return parsed

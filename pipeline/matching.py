@@ -1,0 +1,336 @@
+"""Cross-camera identity matching: a gallery of global identities fed by clip embeddings.
+
+A track (keyed by ``(camera_id, track_id)``) gets a global identity with its first clip:
+Hungarian assignment (scipy) of the new tracks of a batch to the gallery on cosine similarity,
+accepted above ``similarity_threshold``; a track never joins an identity that already has a
+different track in the same camera at an overlapping time. Unmatched tracks open new
+identities (later new tracks of the same batch may join them). Later clips of a track refine its
+identity's feature by a quality-weighted running mean, and when such a clip is closer to another
+identity than to its own, above ``merge_threshold``, the two identities are merged, unless they
+were ever seen at the same time in the same camera. Identities unseen for ``ttl`` expire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.clips import Clip
+from pipeline.config import MatchingConfig
+from pipeline.events import Event, EventType
+
+TrackKey = tuple[int, int]
+"""``(camera_id, track_id)``."""
+
+OVERLAP_TOLERANCE_SECONDS = 0.2
+"""Track spans that overlap by less than this are not simultaneous (track hand-over)."""
+
+
+@dataclass
+class EmbeddedClip:
+    """A clip and its L2-normalised embedding, float32 ``(D,)``."""
+
+    clip: Clip
+    embedding: np.ndarray
+    encoded_at: float = 0.0
+
+    @property
+    def key(self) -> TrackKey:
+        return (self.clip.camera_id, self.clip.track_id)
+
+
+@dataclass
+class TrackSpan:
+    """When one track of an identity was visible: ``[start, end]`` seconds."""
+
+    start: float
+    end: float
+    active: bool = True
+
+
+@dataclass
+class Identity:
+    """One global identity: its feature and where and when it was seen.
+
+    Attributes:
+        feature: float32 ``(D,)`` unit-norm running mean of its clips' embeddings.
+        weight: accumulated clip quality behind ``feature`` (capped).
+        tracks: the spans of each of its tracks, by ``(camera_id, track_id)``.
+        last_seen_by_camera: latest timestamp per camera id.
+    """
+
+    global_id: int
+    feature: np.ndarray
+    weight: float
+    first_seen: float
+    last_seen: float
+    tracks: dict[TrackKey, TrackSpan] = field(default_factory=dict)
+    last_seen_by_camera: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cameras(self) -> list[int]:
+        return sorted(self.last_seen_by_camera)
+
+    @property
+    def active(self) -> bool:
+        return any(span.active for span in self.tracks.values())
+
+    def conflicts_with(self, camera_id: int, start: float, end: float, exclude: TrackKey) -> bool:
+        """True if another track of this identity in ``camera_id`` overlaps ``[start, end]``."""
+        for key, span in self.tracks.items():
+            if key == exclude or key[0] != camera_id:
+                continue
+            overlap = min(end, span.end) - max(start, span.start)
+            if overlap > OVERLAP_TOLERANCE_SECONDS:
+                return True
+        return False
+
+    def ever_simultaneous_with(self, other: Identity) -> bool:
+        """True if the two identities had overlapping tracks in the same camera."""
+        return any(
+            other.conflicts_with(key[0], span.start, span.end, exclude=key)
+            for key, span in self.tracks.items()
+        )
+
+
+@dataclass
+class MatchResult:
+    """What one :meth:`IdentityMatcher.update` changed."""
+
+    events: list[Event] = field(default_factory=list)
+    changed: list[Identity] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+
+class IdentityMatcher:
+    """The cross-camera gallery: ``update(embedded_clips) -> MatchResult``."""
+
+    def __init__(self, config: MatchingConfig) -> None:
+        self.config = config
+        self.identities: dict[int, Identity] = {}
+        self.track_to_identity: dict[TrackKey, int] = {}
+        self._next_global_id = 1
+        self._now = 0.0
+        self.expired_count = 0
+        self.expired_multi_camera_count = 0
+
+    def reset(self) -> None:
+        """Forget every identity."""
+        self.identities.clear()
+        self.track_to_identity.clear()
+        self._next_global_id = 1
+        self.expired_count = 0
+        self.expired_multi_camera_count = 0
+
+    def multi_camera_count(self) -> int:
+        """Identities (current and expired) that were seen by more than one camera."""
+        current = sum(1 for identity in self.identities.values() if len(identity.cameras) > 1)
+        return current + self.expired_multi_camera_count
+
+    def global_id_of(self, camera_id: int, track_id: int) -> int:
+        """The global id of a track, ``-1`` if it has none yet."""
+        return self.track_to_identity.get((camera_id, track_id), -1)
+
+    def update(self, embedded_clips: list[EmbeddedClip]) -> MatchResult:
+        """Assign or refine identities from one batch of embedded clips."""
+        result = MatchResult()
+        if embedded_clips:
+            self._now = max(self._now, *(item.clip.last_timestamp for item in embedded_clips))
+        known = [item for item in embedded_clips if item.key in self.track_to_identity]
+        new = [item for item in embedded_clips if item.key not in self.track_to_identity]
+        for item in known:
+            self._refine(item, result)
+        self._assign_new_tracks(new, result)
+        self._expire(result)
+        return result
+
+    def end_track(self, camera_id: int, track_id: int, timestamp: float) -> None:
+        """Mark a track as gone; its identity stays in the gallery until its TTL."""
+        global_id = self.track_to_identity.get((camera_id, track_id))
+        if global_id is None or global_id not in self.identities:
+            return
+        span = self.identities[global_id].tracks.get((camera_id, track_id))
+        if span is not None:
+            span.end = max(span.end, timestamp)
+            span.active = False
+
+    def _assign_new_tracks(self, new: list[EmbeddedClip], result: MatchResult) -> None:
+        if not new:
+            return
+        identities = list(self.identities.values())
+        unmatched = list(range(len(new)))
+        if identities:
+            similarity = np.stack([item.embedding for item in new]) @ np.stack(
+                [identity.feature for identity in identities]
+            ).T
+            cost = np.where(self._allowed(new, identities), 1.0 - similarity, np.inf)
+            cost = np.where(similarity >= self.config.similarity_threshold, cost, np.inf)
+            rows, columns = _assignment(cost)
+            for row, column in zip(rows, columns, strict=True):
+                self._attach(new[row], identities[column], float(similarity[row, column]), result)
+            unmatched = [row for row in unmatched if row not in set(rows.tolist())]
+        created: list[Identity] = []
+        for row in sorted(unmatched, key=lambda row: -new[row].clip.quality):
+            item = new[row]
+            best, best_similarity = None, self.config.similarity_threshold
+            for identity in created:
+                similarity = float(item.embedding @ identity.feature)
+                clip = item.clip
+                conflict = identity.conflicts_with(
+                    clip.camera_id, clip.first_timestamp, clip.last_timestamp, item.key
+                )
+                if similarity >= best_similarity and not conflict:
+                    best, best_similarity = identity, similarity
+            if best is None:
+                best = self._create(item)
+                created.append(best)
+                best_similarity = 1.0
+            self._attach(item, best, best_similarity, result)
+
+    def _allowed(self, new: list[EmbeddedClip], identities: list[Identity]) -> np.ndarray:
+        allowed = np.ones((len(new), len(identities)), dtype=bool)
+        for row, item in enumerate(new):
+            clip = item.clip
+            for column, identity in enumerate(identities):
+                allowed[row, column] = not identity.conflicts_with(
+                    clip.camera_id, clip.first_timestamp, clip.last_timestamp, item.key
+                )
+        return allowed
+
+    def _create(self, item: EmbeddedClip) -> Identity:
+        identity = Identity(
+            global_id=self._next_global_id,
+            feature=np.zeros_like(item.embedding),
+            weight=0.0,
+            first_seen=item.clip.first_timestamp,
+            last_seen=item.clip.last_timestamp,
+        )
+        self._next_global_id += 1
+        self.identities[identity.global_id] = identity
+        return identity
+
+    def _attach(
+        self, item: EmbeddedClip, identity: Identity, similarity: float, result: MatchResult
+    ) -> None:
+        self.track_to_identity[item.key] = identity.global_id
+        self._absorb(identity, item)
+        result.events.append(self._event(EventType.IDENTITY_ASSIGNED, item, identity, similarity))
+        _mark_changed(result, identity)
+
+    def _absorb(self, identity: Identity, item: EmbeddedClip) -> None:
+        """Fold a clip into an identity: feature running mean, spans and last-seen times."""
+        clip = item.clip
+        quality = max(clip.quality, 1e-3)
+        mixed = identity.weight * identity.feature + quality * item.embedding
+        identity.feature = _unit(mixed)
+        identity.weight = min(identity.weight + quality, self.config.max_feature_weight)
+        span = identity.tracks.setdefault(
+            item.key, TrackSpan(clip.first_timestamp, clip.last_timestamp)
+        )
+        span.start = min(span.start, clip.first_timestamp)
+        span.end = max(span.end, clip.last_timestamp)
+        span.active = not clip.final
+        identity.first_seen = min(identity.first_seen, clip.first_timestamp)
+        identity.last_seen = max(identity.last_seen, clip.last_timestamp)
+        previous = identity.last_seen_by_camera.get(clip.camera_id, clip.last_timestamp)
+        identity.last_seen_by_camera[clip.camera_id] = max(previous, clip.last_timestamp)
+
+    def _refine(self, item: EmbeddedClip, result: MatchResult) -> None:
+        identity = self.identities.get(self.track_to_identity[item.key])
+        if identity is None:  # expired while the track was quiet: start again
+            del self.track_to_identity[item.key]
+            self._assign_new_tracks([item], result)
+            return
+        self._absorb(identity, item)
+        _mark_changed(result, identity)
+        own_similarity = float(item.embedding @ identity.feature)
+        candidate, candidate_similarity = None, self.config.merge_threshold
+        for other in self.identities.values():
+            if other.global_id == identity.global_id:
+                continue
+            similarity = float(item.embedding @ other.feature)
+            if similarity > max(candidate_similarity, own_similarity):
+                candidate, candidate_similarity = other, similarity
+        if candidate is not None and not identity.ever_simultaneous_with(candidate):
+            self._merge(identity, candidate, item, candidate_similarity, result)
+
+    def _merge(
+        self,
+        first: Identity,
+        second: Identity,
+        item: EmbeddedClip,
+        similarity: float,
+        result: MatchResult,
+    ) -> None:
+        """Fold the younger identity into the older (smaller id) and publish the merge."""
+        keep, fold = (first, second) if first.global_id < second.global_id else (second, first)
+        total = keep.weight + fold.weight
+        keep.feature = _unit(keep.weight * keep.feature + fold.weight * fold.feature)
+        keep.weight = min(total, self.config.max_feature_weight)
+        keep.tracks.update(fold.tracks)
+        keep.first_seen = min(keep.first_seen, fold.first_seen)
+        keep.last_seen = max(keep.last_seen, fold.last_seen)
+        for camera_id, seen in fold.last_seen_by_camera.items():
+            keep.last_seen_by_camera[camera_id] = max(
+                seen, keep.last_seen_by_camera.get(camera_id, seen)
+            )
+        for key in fold.tracks:
+            self.track_to_identity[key] = keep.global_id
+        del self.identities[fold.global_id]
+        event = self._event(EventType.IDENTITY_MERGED, item, keep, similarity)
+        event.merged_ids = [fold.global_id]
+        result.events.append(event)
+        result.changed = [identity for identity in result.changed if identity is not fold]
+        _mark_changed(result, keep)
+        result.removed.append(fold.global_id)
+
+    def _expire(self, result: MatchResult) -> None:
+        deadline = self._now - self.config.identity_ttl_seconds
+        for global_id, identity in list(self.identities.items()):
+            if identity.last_seen < deadline and not identity.active:
+                for key in identity.tracks:
+                    self.track_to_identity.pop(key, None)
+                del self.identities[global_id]
+                result.removed.append(global_id)
+                self.expired_count += 1
+                self.expired_multi_camera_count += len(identity.cameras) > 1
+
+    @staticmethod
+    def _event(
+        event_type: EventType, item: EmbeddedClip, identity: Identity, similarity: float
+    ) -> Event:
+        clip = item.clip
+        return Event(
+            type=event_type,
+            camera_id=clip.camera_id,
+            track_id=clip.track_id,
+            global_id=identity.global_id,
+            bbox=clip.last_box,
+            frame_index=clip.last_frame_index,
+            timestamp=clip.last_timestamp,
+            score=similarity,
+            captured_at=clip.captured_at,
+        )
+
+
+def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hungarian assignment on a cost matrix where ``inf`` means forbidden."""
+    finite = np.isfinite(cost)
+    if not finite.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    padded = np.where(finite, cost, cost[finite].max() + 1e6)
+    rows, columns = linear_sum_assignment(padded)
+    keep = finite[rows, columns]
+    return rows[keep], columns[keep]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
+
+
+def _mark_changed(result: MatchResult, identity: Identity) -> None:
+    if all(changed is not identity for changed in result.changed):
+        result.changed.append(identity)

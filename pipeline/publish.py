@@ -1,0 +1,203 @@
+"""Publishing events and identity state to Redis, buffering while Redis is unreachable.
+
+Keys (``<p>`` is ``redis.key_prefix``, ``crosscam`` by default):
+
+- ``redis.stream`` (``crosscam:events``): the event stream, XADD with approximate MAXLEN.
+- ``<p>:identity:<global_id>``: hash per identity: ``global_id``, ``first_seen``,
+  ``last_seen``, ``cameras`` (comma-separated ids), ``tracks`` (``camera:track`` list),
+  ``last_seen:<camera_id>`` per camera, ``embedding`` (float32 bytes, little endian),
+  ``embedding_dim``, ``schema_version``.
+- ``<p>:identities``: sorted set of global ids scored by last-seen timestamp.
+- ``<p>:tracks``: hash ``"<camera_id>:<track_id>" -> global_id``.
+- ``<p>:run``: hash describing the run that published last.
+
+While Redis is down, events and identity updates stay in a bounded in-memory buffer (oldest
+events dropped past ``buffer_max_events``, counted) and are sent in order when Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from pipeline.config import RedisConfig
+from pipeline.events import SCHEMA_VERSION, Event
+from pipeline.matching import Identity
+from pipeline.redaction import redact_url
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PublisherCounters:
+    events_published: int = 0
+    events_dropped: int = 0
+    identity_updates: int = 0
+    connection_failures: int = 0
+
+
+class RedisPublisher:
+    """Sends events and identity snapshots to Redis; ``publish`` never raises on outages."""
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        url: str,
+        run_id: str,
+        retry_max_seconds: float = 5.0,
+        socket_timeout_seconds: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.url = url
+        self.run_id = run_id
+        self.retry_max_seconds = retry_max_seconds
+        self.counters = PublisherCounters()
+        self.connected = True
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_seconds,
+            socket_connect_timeout=socket_timeout_seconds,
+        )
+        self._events: deque[Event] = deque()
+        self._identities: dict[int, dict[str, bytes | str]] = {}
+        self._removed: set[int] = set()
+        self._sequence = 0
+        self._retry_at = 0.0
+        self._failures_in_row = 0
+
+    @property
+    def buffered_events(self) -> int:
+        return len(self._events)
+
+    def key(self, *parts: object) -> str:
+        return ":".join([self.config.key_prefix, *(str(part) for part in parts)])
+
+    def describe_run(self, fields: dict[str, str]) -> None:
+        """Record what this run is (cameras, config) under ``<p>:run``; best effort."""
+        try:
+            self._client.delete(self.key("run"))
+            self._client.hset(self.key("run"), mapping={"run_id": self.run_id, **fields})
+        except redis.RedisError as error:
+            self._on_failure(error)
+
+    def publish(
+        self,
+        events: list[Event],
+        changed: list[Identity] | None = None,
+        removed: list[int] | None = None,
+    ) -> list[Event]:
+        """Queue events and identity changes, then try to send everything queued.
+
+        Returns the events that reached Redis during this call.
+        """
+        for event in events:
+            self._sequence += 1
+            event.event_id = f"{self.run_id}:{self._sequence}"
+            self._events.append(event)
+        overflow = len(self._events) - self.config.buffer_max_events
+        for _ in range(max(0, overflow)):
+            self._events.popleft()
+            self.counters.events_dropped += 1
+        for identity in changed or []:
+            self._identities[identity.global_id] = _identity_fields(identity)
+            self._removed.discard(identity.global_id)
+        for global_id in removed or []:
+            self._identities.pop(global_id, None)
+            self._removed.add(global_id)
+        if time.monotonic() < self._retry_at:
+            return []
+        return self._send()
+
+    def flush(self, timeout_seconds: float = 5.0) -> bool:
+        """Try to send everything buffered until ``timeout_seconds``; True when all sent."""
+        deadline = time.monotonic() + timeout_seconds
+        while self._has_pending() and time.monotonic() < deadline:
+            self._retry_at = 0.0
+            self._send()
+            if self._has_pending():
+                time.sleep(0.2)
+        return not self._has_pending()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _has_pending(self) -> bool:
+        return bool(self._events or self._identities or self._removed)
+
+    def _send(self) -> list[Event]:
+        sending = list(self._events)
+        pipe = self._client.pipeline(transaction=False)
+        for event in sending:
+            pipe.xadd(
+                self.config.stream,
+                event.to_fields(),  # type: ignore[arg-type]
+                maxlen=self.config.stream_max_length,
+                approximate=True,
+            )
+        for global_id, fields in self._identities.items():
+            identity_key = self.key("identity", global_id)
+            pipe.delete(identity_key)
+            pipe.hset(identity_key, mapping=fields)  # type: ignore[arg-type]
+            pipe.zadd(self.key("identities"), {str(global_id): float(fields["last_seen"])})
+            tracks = str(fields["tracks"])
+            if tracks:
+                pipe.hset(
+                    self.key("tracks"),
+                    mapping={track: str(global_id) for track in tracks.split(",")},
+                )
+        for global_id in self._removed:
+            pipe.delete(self.key("identity", global_id))
+            pipe.zrem(self.key("identities"), str(global_id))
+        try:
+            pipe.execute()
+        except redis.RedisError as error:
+            self._on_failure(error)
+            return []
+        if not self.connected:
+            logger.info(
+                "Redis at %s is back; sent %d buffered events", redact_url(self.url), len(sending)
+            )
+        self.connected = True
+        self._failures_in_row = 0
+        for _ in sending:
+            self._events.popleft()
+        self.counters.events_published += len(sending)
+        self.counters.identity_updates += len(self._identities)
+        self._identities.clear()
+        self._removed.clear()
+        return sending
+
+    def _on_failure(self, error: Exception) -> None:
+        self.counters.connection_failures += 1
+        self._failures_in_row += 1
+        delay = min(self.retry_max_seconds, 0.25 * 2 ** min(self._failures_in_row, 8))
+        self._retry_at = time.monotonic() + delay
+        if self.connected:
+            logger.warning(
+                "Redis at %s unreachable (%s); buffering events and retrying",
+                redact_url(self.url),
+                error.__class__.__name__,
+            )
+        self.connected = False
+
+
+def _identity_fields(identity: Identity) -> dict[str, bytes | str]:
+    embedding = np.asarray(identity.feature, dtype="<f4")
+    fields: dict[str, bytes | str] = {
+        "schema_version": str(SCHEMA_VERSION),
+        "global_id": str(identity.global_id),
+        "first_seen": f"{identity.first_seen:.3f}",
+        "last_seen": f"{identity.last_seen:.3f}",
+        "cameras": ",".join(str(camera) for camera in identity.cameras),
+        "tracks": ",".join(f"{camera}:{track}" for camera, track in identity.tracks),
+        "embedding": embedding.tobytes(),
+        "embedding_dim": str(embedding.shape[0]),
+    }
+    for camera_id, seen in identity.last_seen_by_camera.items():
+        fields[f"last_seen:{camera_id}"] = f"{seen:.3f}"
+    return fields

@@ -1,0 +1,280 @@
+"""The pipeline loop: sources → detect → track → clips → encode → match → publish.
+
+Each tick takes at most one frame per camera, detects persons in all of them with one batched
+forward, tracks and buffers per camera, hands finished clips to the batching encoder (its own
+thread) and matches whatever clips it has embedded since the last tick. Events reach Redis in
+the same tick. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
+flushes clip buffers, encodes and matches what is in flight, publishes it and closes outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import EngineSpec, load_engine
+from pipeline.clips import ClipBuffer, ClipBufferOutput, TrackEvent
+from pipeline.config import CrosscamConfig
+from pipeline.detect import PersonDetector
+from pipeline.encode import BatchingEncoder
+from pipeline.events import Event, EventType
+from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
+from pipeline.mtmc import MtmcRecorder
+from pipeline.publish import RedisPublisher
+from pipeline.records import Frame, FrameDetections
+from pipeline.sources import CameraSource, FrameGatherer, SourceState
+from pipeline.stats import CameraCounters, LatencyRecorder, RunTotals
+from pipeline.track import CameraTracker
+from pipeline.visualize import AnnotatedVideoWriter
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports."""
+
+    run_id: str
+    run_directory: Path
+    redis_url: str
+    totals: RunTotals
+    latency: LatencyRecorder
+    identities_total: int
+    identities_multi_camera: int
+    sources: dict[int, SourceState] = field(default_factory=dict)
+    source_errors: dict[int, str] = field(default_factory=dict)
+    events_unsent: int = 0
+    mtmc_lines: int | None = None
+
+
+class Pipeline:
+    """One crosscam run over the configured cameras, publishing to the Redis at ``redis_url``."""
+
+    def __init__(
+        self,
+        config: CrosscamConfig,
+        redis_url: str,
+        run_id: str,
+        run_directory: Path,
+        on_tick: Callable[[Pipeline], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.run_directory = run_directory
+        self.redis_url = redis_url
+        self.on_tick = on_tick
+        self.latency = LatencyRecorder()
+        self.totals = RunTotals()
+        self.sources = [CameraSource(camera) for camera in config.cameras]
+        self.detector = PersonDetector(config.detector)
+        frame_rates = {camera.id: camera.fps_cap or 25.0 for camera in config.cameras}
+        self.trackers = {
+            camera.id: CameraTracker(config.tracker, frame_rates[camera.id])
+            for camera in config.cameras
+        }
+        self.buffers = {camera.id: ClipBuffer(config.clips, camera.id) for camera in config.cameras}
+        engine = load_engine(
+            config.encoder.backend,
+            EngineSpec(
+                model=config.encoder.model,
+                weights=config.encoder.weights,
+                device=config.encoder.device,
+                options={"backbone": config.encoder.backbone},
+            ),
+        )
+        self.encoder = BatchingEncoder(
+            engine,
+            config.encoder.max_batch,
+            config.encoder.max_wait_ms,
+            on_batch=lambda size, ms: self.latency.record("encode", ms),
+        )
+        self.matcher = IdentityMatcher(config.matching)
+        self.publisher = RedisPublisher(config.redis, redis_url, run_id)
+        self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
+        self.video = (
+            AnnotatedVideoWriter(config.outputs.save_video, frame_rates)
+            if config.outputs.save_video
+            else None
+        )
+        self._ending: dict[TrackKey, Event] = {}
+        self._stop = threading.Event()
+        self.started_at = time.monotonic()
+        for camera in config.cameras:
+            self.totals.cameras[camera.id] = CameraCounters()
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current tick (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> RunResult:
+        """Run until every source ends, ``max_seconds`` pass, or :meth:`stop` is called."""
+        self.publisher.describe_run(
+            {
+                "cameras": ",".join(str(camera.id) for camera in self.config.cameras),
+                "encoder": self.config.encoder.model,
+                "started_unix": f"{time.time():.3f}",
+            }
+        )
+        for source in self.sources:
+            source.start()
+        gatherer = FrameGatherer(self.sources)
+        self.started_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self._out_of_time():
+                    logger.info("max_seconds reached; stopping")
+                    break
+                frames = gatherer.gather()
+                if not frames:
+                    break
+                self._tick(self.detector_stage(frames))
+                if self.on_tick is not None:
+                    self.on_tick(self)
+        finally:
+            result = self._shutdown()
+        return result
+
+    def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
+        started = time.monotonic()
+        detected = self.detector.detect(frames)
+        self.latency.record("detect", (time.monotonic() - started) * 1000.0)
+        return detected
+
+    def _out_of_time(self) -> bool:
+        limit = self.config.max_seconds
+        return limit is not None and time.monotonic() - self.started_at >= limit
+
+    def _tick(self, detected: list[FrameDetections]) -> None:
+        output = ClipBufferOutput()
+        now = time.monotonic()
+        for frame_detections in detected:
+            camera_id = frame_detections.camera_id
+            started = time.monotonic()
+            tracked = self.trackers[camera_id].update(frame_detections)
+            tracked_at = time.monotonic()
+            output.extend(self.buffers[camera_id].update(tracked))
+            self.latency.record("track", (tracked_at - started) * 1000.0)
+            self.latency.record("clips", (time.monotonic() - tracked_at) * 1000.0)
+            counters = self.totals.cameras[camera_id]
+            counters.frames += 1
+            counters.recent_frame_times.append(now)
+            self.totals.frames += 1
+            if self.mtmc is not None:
+                self.mtmc.update(tracked)
+            if self.video is not None:
+                self.video.update(tracked, self.matcher.global_id_of)
+        self._handle_buffer_output(output)
+        self._match_and_publish(self.encoder.collect())
+
+    def _handle_buffer_output(self, output: ClipBufferOutput) -> list[Event]:
+        events = [self._track_event(EventType.TRACK_STARTED, track) for track in output.started]
+        for track in output.started:
+            self.totals.cameras[track.camera_id].tracks += 1
+            self.totals.tracks += 1
+        final_clip_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
+        for track in output.ended:
+            key = (track.camera_id, track.track_id)
+            ended = self._track_event(EventType.TRACK_ENDED, track)
+            if key in final_clip_keys:
+                self._ending[key] = ended  # published once its last clip is matched
+            else:
+                self.matcher.end_track(track.camera_id, track.track_id, track.timestamp)
+                ended.global_id = self.matcher.global_id_of(*key)
+                events.append(ended)
+        self.totals.clips_emitted += len(output.clips)
+        self.encoder.submit(output.clips)
+        self._publish(events)
+        return events
+
+    def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
+        if not embedded:
+            self._publish([])
+            return
+        started = time.monotonic()
+        result = self.matcher.update(embedded)
+        for item in embedded:
+            if item.clip.final:
+                key = item.key
+                self.matcher.end_track(key[0], key[1], item.clip.last_timestamp)
+                ended = self._ending.pop(key, None)
+                if ended is not None:
+                    ended.global_id = self.matcher.global_id_of(*key)
+                    result.events.append(ended)
+        self.latency.record("match", (time.monotonic() - started) * 1000.0)
+        self.totals.clips_encoded += len(embedded)
+        self._publish(result.events, result)
+
+    def _publish(self, events: list[Event], result: MatchResult | None = None) -> None:
+        started = time.monotonic()
+        if result is None:
+            sent = self.publisher.publish(events)
+        else:
+            sent = self.publisher.publish(events, result.changed, result.removed)
+        finished = time.monotonic()
+        self.latency.record("publish", (finished - started) * 1000.0)
+        for event in sent:
+            self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
+        self.totals.events += len(sent)
+
+    def _track_event(self, event_type: EventType, track: TrackEvent) -> Event:
+        return Event(
+            type=event_type,
+            camera_id=track.camera_id,
+            track_id=track.track_id,
+            global_id=self.matcher.global_id_of(track.camera_id, track.track_id),
+            bbox=np.asarray(track.box, dtype=np.float32),
+            frame_index=track.frame_index,
+            timestamp=track.timestamp,
+            score=track.confidence,
+            captured_at=track.captured_at,
+        )
+
+    def _shutdown(self) -> RunResult:
+        """Stop readers, flush clips, encode, match and publish what is in flight, close."""
+        for source in self.sources:
+            source.stop()
+        flushed = ClipBufferOutput()
+        for buffer in self.buffers.values():
+            flushed.extend(buffer.flush())
+        self._handle_buffer_output(flushed)
+        self._match_and_publish(self.encoder.drain())
+        self.encoder.close()
+        leftover = list(self._ending.values())
+        self._ending.clear()
+        self._publish(leftover)
+        all_sent = self.publisher.flush()
+        if not all_sent:
+            logger.error(
+                "Redis unreachable at shutdown: %d events could not be published",
+                self.publisher.buffered_events,
+            )
+        mtmc_lines = None
+        if self.mtmc is not None and self.config.outputs.save_mtmc is not None:
+            mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, self.matcher.global_id_of)
+        if self.video is not None:
+            self.video.close()
+        self.publisher.close()
+        matcher = self.matcher
+        return RunResult(
+            run_id=self.run_id,
+            run_directory=self.run_directory,
+            redis_url=self.redis_url,
+            totals=self.totals,
+            latency=self.latency,
+            identities_total=len(matcher.identities) + matcher.expired_count,
+            identities_multi_camera=matcher.multi_camera_count(),
+            sources={source.camera.id: source.state for source in self.sources},
+            source_errors={s.camera.id: s.error for s in self.sources if s.error},
+            events_unsent=self.publisher.buffered_events,
+            mtmc_lines=mtmc_lines,
+        )

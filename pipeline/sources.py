@@ -1,0 +1,297 @@
+"""Camera sources: one reader thread per camera feeding a bounded queue.
+
+Files replayed ``fast`` are read in lockstep with the pipeline (the reader blocks when its
+queue is full, so no frame is lost and cameras stay time-aligned). Live sources (RTSP, HTTP,
+webcams) and files replayed ``realtime`` drop the oldest frame when the queue is full, so a slow
+pipeline sees fresh frames. Network streams go through OpenCV's FFmpeg backend with TCP
+transport and reconnect with exponential backoff; a broken camera never stalls the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import cv2
+
+from pipeline.config import CameraConfig, ReplayMode
+from pipeline.records import Frame
+from pipeline.redaction import redact_url
+
+logger = logging.getLogger(__name__)
+
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+class SourceState(StrEnum):
+    """Life cycle of a camera source."""
+
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Exponential backoff between reconnection attempts of live sources."""
+
+    initial_delay_seconds: float = 0.5
+    max_delay_seconds: float = 10.0
+    multiplier: float = 2.0
+    open_timeout_ms: int = 5000
+    read_timeout_ms: int = 5000
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt number ``attempt`` (0-based)."""
+        return min(self.max_delay_seconds, self.initial_delay_seconds * self.multiplier**attempt)
+
+
+@dataclass
+class SourceCounters:
+    """What a source did so far, for status lines and metrics."""
+
+    frames_read: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+
+
+class CameraSource:
+    """Reads one camera on its own thread into a bounded queue of :class:`Frame`."""
+
+    def __init__(self, camera: CameraConfig, reconnect: ReconnectPolicy | None = None) -> None:
+        self.camera = camera
+        self.reconnect = reconnect or ReconnectPolicy()
+        self.lockstep = camera.is_file and camera.replay is ReplayMode.FAST
+        self.state = SourceState.CONNECTING
+        self.error = ""
+        self.counters = SourceCounters()
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=camera.queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"source-{camera.id}", daemon=True
+        )
+
+    @property
+    def finished(self) -> bool:
+        """True once the source will deliver no more frames (ended, failed or stopped)."""
+        return self.state in {SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED}
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the reader to stop and wait briefly for it."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        if not self.finished:
+            self.state = SourceState.STOPPED
+
+    def _run(self) -> None:
+        try:
+            if self.camera.is_file:
+                self._read_file()
+            else:
+                self._read_live()
+        except Exception as error:  # a reader thread must never take the process down
+            self._fail(f"reader crashed: {error}")
+        if self.state not in {SourceState.FAILED, SourceState.ENDED}:
+            self.state = SourceState.STOPPED
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.state = SourceState.FAILED
+        logger.error("camera %s (%s): %s", self.camera.id, self.camera.display_name, message)
+
+    def _read_file(self) -> None:
+        camera = self.camera
+        loop_count = 0
+        while not self._stop.is_set():
+            capture = cv2.VideoCapture(camera.uri)
+            if not capture.isOpened():
+                self._fail(f"cannot open video file {camera.uri}: not a readable video")
+                return
+            fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            first_index = int(round(camera.start_seconds * fps))
+            if first_index:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, first_index)
+            last_index = int(camera.end_seconds * fps) if camera.end_seconds else None
+            frames_before = self.counters.frames_read
+            self.state = SourceState.RUNNING
+            self._replay(capture, fps, first_index, last_index, loop_count)
+            capture.release()
+            if self.state is SourceState.FAILED or self._stop.is_set():
+                return
+            if self.counters.frames_read == frames_before:
+                self._fail(f"video file {camera.uri} has no decodable frame (corrupt?)")
+                return
+            if not camera.loop:
+                self.state = SourceState.ENDED
+                logger.info("camera %s: end of video file", camera.id)
+                return
+            loop_count += 1
+
+    def _replay(
+        self,
+        capture: cv2.VideoCapture,
+        fps: float,
+        first_index: int,
+        last_index: int | None,
+        loop_count: int,
+    ) -> None:
+        """Read one pass over a file segment, pacing and capping as configured."""
+        segment_frames = (last_index or int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) - first_index
+        index = first_index
+        started = time.monotonic()
+        next_media_time = 0.0
+        while not self._stop.is_set() and (last_index is None or index < last_index):
+            ok, image = capture.read()
+            if not ok or image is None:
+                return
+            media_time = (index - first_index) / fps
+            index += 1
+            if self.camera.fps_cap and media_time + 1e-9 < next_media_time:
+                continue
+            if self.camera.fps_cap:
+                next_media_time += 1.0 / self.camera.fps_cap
+            if self.camera.replay is ReplayMode.REALTIME:
+                delay = started + media_time - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+            offset = loop_count * max(segment_frames, 1)
+            self._deliver(
+                Frame(
+                    camera_id=self.camera.id,
+                    frame_index=index - 1 + offset,
+                    timestamp=(index - 1 + offset) / fps,
+                    image=image,
+                    captured_at=time.monotonic(),
+                )
+            )
+
+    def _read_live(self) -> None:
+        camera = self.camera
+        attempt = 0
+        frame_index = 0
+        next_time = 0.0
+        while not self._stop.is_set():
+            capture = self._open_live()
+            if capture is None:
+                self.state = SourceState.RECONNECTING
+                self._stop.wait(self.reconnect.delay(attempt))
+                attempt += 1
+                continue
+            if attempt:
+                self.counters.reconnects += 1
+                logger.info("camera %s: reconnected", camera.id)
+            attempt = 0
+            self.state = SourceState.RUNNING
+            while not self._stop.is_set():
+                ok, image = capture.read()
+                if not ok or image is None:
+                    logger.warning(
+                        "camera %s: stream %s stopped delivering frames; reconnecting",
+                        camera.id,
+                        redact_url(camera.uri),
+                    )
+                    break
+                now = time.time()
+                if camera.fps_cap and now < next_time:
+                    continue
+                next_time = now + 1.0 / camera.fps_cap if camera.fps_cap else 0.0
+                self._deliver(Frame(camera.id, frame_index, now, image, time.monotonic()))
+                frame_index += 1
+            capture.release()
+            self.state = SourceState.RECONNECTING
+
+    def _open_live(self) -> cv2.VideoCapture | None:
+        camera = self.camera
+        if camera.is_webcam:
+            capture = cv2.VideoCapture(int(camera.uri))
+        else:
+            parameters = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                self.reconnect.open_timeout_ms,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                self.reconnect.read_timeout_ms,
+            ]
+            capture = cv2.VideoCapture(camera.uri, cv2.CAP_FFMPEG, parameters)
+        if capture.isOpened():
+            return capture
+        capture.release()
+        self.error = f"cannot open {redact_url(camera.uri)}"
+        logger.warning("camera %s: %s; retrying with backoff", camera.id, self.error)
+        return None
+
+    def _deliver(self, frame: Frame) -> None:
+        """Queue a frame: block in lockstep mode, else drop the oldest when full."""
+        self.counters.frames_read += 1
+        if self.lockstep:
+            while not self._stop.is_set():
+                try:
+                    self.frames.put(frame, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        while True:
+            try:
+                self.frames.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self.frames.get_nowait()
+                    self.counters.frames_dropped += 1
+                except queue.Empty:
+                    pass
+
+
+class FrameGatherer:
+    """Collects, per pipeline tick, at most one frame from each camera.
+
+    Lockstep sources are waited for (so file cameras stay aligned); live sources contribute
+    whatever they have. ``gather`` returns an empty list only when every source is finished.
+    """
+
+    def __init__(self, sources: list[CameraSource], poll_seconds: float = 0.05) -> None:
+        self.sources = sources
+        self.poll_seconds = poll_seconds
+
+    @property
+    def finished(self) -> bool:
+        return all(source.finished and source.frames.empty() for source in self.sources)
+
+    def gather(self) -> list[Frame]:
+        """Block until at least one frame is ready (or all sources are finished)."""
+        while True:
+            frames: list[Frame] = []
+            for source in self.sources:
+                frame = self._take(source)
+                if frame is not None:
+                    frames.append(frame)
+            if frames or self.finished:
+                return frames
+            time.sleep(self.poll_seconds / 5)
+
+    def _take(self, source: CameraSource) -> Frame | None:
+        if not source.lockstep:
+            try:
+                return source.frames.get_nowait()
+            except queue.Empty:
+                return None
+        while True:
+            try:
+                return source.frames.get(timeout=self.poll_seconds)
+            except queue.Empty:
+                if source.finished:
+                    try:
+                        return source.frames.get_nowait()
+                    except queue.Empty:
+                        return None

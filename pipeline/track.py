@@ -1,0 +1,62 @@
+"""Per-camera multi-object tracking with ByteTrack from the ``trackers`` package."""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from pipeline.config import TrackerConfig
+from pipeline.records import FrameDetections
+
+TRACKERS_REFERENCE_FPS = 30.0
+"""``trackers`` counts ``lost_track_buffer`` in frames of a 30 fps video."""
+
+
+class CameraTracker:
+    """ByteTrack for one camera: ``update(detections) -> detections`` with ``tracker_id``.
+
+    Only confirmed tracks are returned; detections the tracker did not assign are dropped.
+    Timestamps drive the motion model, so frame-rate caps and dropped frames are handled.
+    """
+
+    def __init__(self, config: TrackerConfig, frame_rate: float = 25.0) -> None:
+        self.config = config
+        self.frame_rate = frame_rate
+        self._tracker = self._build()
+
+    def _build(self) -> ByteTrackTracker:
+        return ByteTrackTracker(
+            lost_track_buffer=max(1, round(self.config.lost_track_seconds * TRACKERS_REFERENCE_FPS)),
+            frame_rate=self.frame_rate,
+            track_activation_threshold=self.config.track_activation_threshold,
+            minimum_consecutive_frames=self.config.minimum_consecutive_frames,
+            minimum_iou_threshold=self.config.minimum_iou_threshold,
+            high_conf_det_threshold=self.config.high_confidence_threshold,
+        )
+
+    def update(self, frame_detections: FrameDetections) -> FrameDetections:
+        """Assign track ids to one frame's detections (frames must come in time order)."""
+        tracked = self._tracker.update(
+            frame_detections.detections, timestamp=frame_detections.timestamp
+        )
+        if tracked.tracker_id is None or len(tracked) == 0:
+            tracked = _with_empty_ids(tracked)
+        else:
+            tracked = tracked[np.asarray(tracked.tracker_id) >= 0]
+            tracked.tracker_id = np.asarray(tracked.tracker_id, dtype=np.int64)
+        return FrameDetections(
+            frame=frame_detections.frame,
+            detections=tracked,
+            stage_times_ms=frame_detections.stage_times_ms,
+        )
+
+    def reset(self) -> None:
+        """Forget every track (e.g. after a camera reconnects to a different scene)."""
+        self._tracker = self._build()
+
+
+def _with_empty_ids(detections: sv.Detections) -> sv.Detections:
+    empty = detections[np.zeros(len(detections), dtype=bool)]
+    empty.tracker_id = np.zeros(0, dtype=np.int64)
+    return empty

@@ -1,0 +1,178 @@
+"""crosscam command line.
+
+    python run.py --streams configs/demo.yaml          run the pipeline (embedded Redis)
+    python run.py --streams cams.yaml --redis-url redis://host:6379/0
+    python run.py inspect --run-dir runs/latest        show what a run published
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+
+from pipeline.config import ConfigError, CrosscamConfig, load_config
+
+EXIT_CONFIG_ERROR = 2
+logger = logging.getLogger("crosscam")
+
+
+def parse_run_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="Real-time multi-camera person re-identification."
+    )
+    parser.add_argument("--streams", required=True, type=Path, help="camera YAML file")
+    parser.add_argument("--redis-url", default=None, help="external Redis (default: embedded)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    parser.add_argument("--save-mtmc", type=Path, default=None, help="write AI City MTMC file")
+    parser.add_argument("--save-video", type=Path, default=None, help="annotated videos folder")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set encoder.model=tp (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def apply_arguments(config: CrosscamConfig, arguments: argparse.Namespace) -> None:
+    """CLI flags win over the YAML; their paths are relative to the working directory."""
+    if arguments.redis_url is not None:
+        config.redis.url = arguments.redis_url
+    if arguments.device is not None:
+        config.detector.device = arguments.device
+        config.encoder.device = arguments.device
+    if arguments.max_seconds is not None:
+        config.max_seconds = arguments.max_seconds
+    if arguments.save_mtmc is not None:
+        config.outputs.save_mtmc = arguments.save_mtmc.resolve()
+    if arguments.save_video is not None:
+        config.outputs.save_video = arguments.save_video.resolve()
+
+
+def configure_logging(console: Console, level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+    )
+    for noisy in ("ultralytics", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def install_signal_handlers(stop: Callable[[], None]) -> None:
+    """First SIGINT/SIGTERM asks for a clean stop; a second one exits at once."""
+    state = {"count": 0}
+
+    def handler(signal_number: int, frame: FrameType | None) -> None:
+        state["count"] += 1
+        if state["count"] > 1:
+            os._exit(128 + signal_number)
+        logger.warning("signal %d: finishing in-flight clips (again to force exit)", signal_number)
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run(argv: list[str]) -> int:
+    arguments = parse_run_arguments(argv)
+    console = Console(stderr=True)
+    configure_logging(console, arguments.log_level)
+    try:
+        config = load_config(arguments.streams, arguments.overrides)
+        apply_arguments(config, arguments)
+    except ConfigError as error:
+        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        return EXIT_CONFIG_ERROR
+
+    from pipeline.console import StatusLine, summary_table
+    from pipeline.redis_server import EmbeddedRedis
+    from pipeline.runner import Pipeline
+
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    run_directory = config.outputs.run_directory / run_id
+    run_directory.mkdir(parents=True, exist_ok=True)
+    _point_latest(run_directory)
+    embedded = None
+    redis_url = config.redis.url
+    if not redis_url:
+        embedded = EmbeddedRedis(run_directory / "redis").start()
+        redis_url = embedded.url
+    try:
+        status = StatusLine(console, config.outputs.status_interval_seconds)
+        with Live(console=console, auto_refresh=False, transient=True) as live:
+
+            def on_tick(pipeline: Pipeline) -> None:
+                if not arguments.quiet and status.due():
+                    live.update(status.render(pipeline), refresh=True)
+
+            pipeline = Pipeline(config, redis_url, run_id, run_directory, on_tick=on_tick)
+            install_signal_handlers(pipeline.stop)
+            result = pipeline.run()
+        console.print(summary_table(result))
+        _print_how_to_look(console, run_directory, config, embedded is not None, redis_url)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _point_latest(run_directory: Path) -> None:
+    latest = run_directory.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(run_directory.name)
+    except OSError:
+        logger.debug("could not update %s", latest)
+
+
+def _print_how_to_look(
+    console: Console, run_directory: Path, config: CrosscamConfig, embedded: bool, url: str
+) -> None:
+    stream = config.redis.stream
+    prefix = config.redis.key_prefix
+    if embedded:
+        console.print(
+            f"Results are in the embedded Redis saved under {run_directory}/redis. Look at them "
+            f"with:\n  python run.py inspect --run-dir {run_directory}\n"
+            "or start that Redis and use redis-cli (see README, 'Results in Redis').",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"Results are in {url}:\n  redis-cli -u {url} XRANGE {stream} - + COUNT 10\n"
+            f"  redis-cli -u {url} ZRANGE {prefix}:identities 0 -1\n"
+            f"  python run.py inspect --redis-url {url}",
+            highlight=False,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "inspect":
+        from pipeline.inspect import inspect_main
+
+        return inspect_main(argv[1:])
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
