@@ -1,8 +1,8 @@
 """crosscam command line.
 
-    python run.py --streams configs/demo.yaml          run the pipeline (embedded Redis)
-    python run.py --streams cams.yaml --redis-url redis://host:6379/0
-    python run.py inspect --run-dir runs/latest        show what a run published
+python run.py --streams configs/demo.yaml          run the pipeline (embedded Redis)
+python run.py --streams cams.yaml --redis-url redis://host:6379/0
+python run.py inspect --run-dir runs/latest        show what a run published
 """
 
 from __future__ import annotations

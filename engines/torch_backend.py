@@ -28,16 +28,11 @@ class TorchEngine:
     @classmethod
     def load(cls, spec: EngineSpec) -> TorchEngine:
         """Build the encoder named by ``spec.model`` (or a saved checkpoint) on its device."""
-        from reid_models.factory import build_encoder, load_encoder
+        from reid_models.factory import build_encoder
 
-        if spec.weights is not None and spec.weights.suffix == ".ckpt":
-            module = load_encoder(spec.weights)
-        else:
-            module = build_encoder(
-                spec.model,
-                spec.weights,
-                backbone=str(spec.options.get("backbone", "osnet_x0_25")),
-            )
+        module = build_encoder(
+            spec.model, spec.weights, backbone=str(spec.options.get("backbone", "osnet_x0_25"))
+        )
         logger.info("torch engine: %s on %s", spec.model, spec.device)
         return cls(module, spec.device)
 

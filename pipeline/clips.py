@@ -115,8 +115,10 @@ class ClipBuffer:
         output = ClipBufferOutput()
         detections = frame_detections.detections
         frame = frame_detections.frame
-        track_ids = (
-            np.asarray(detections.tracker_id) if detections.tracker_id is not None else []
+        track_ids: np.ndarray = (
+            np.asarray(detections.tracker_id)
+            if detections.tracker_id is not None
+            else np.zeros(len(detections), dtype=np.int64)
         )
         confidences = (
             np.asarray(detections.confidence)
@@ -159,7 +161,7 @@ class ClipBuffer:
 
     def _crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        x1, y1, x2, y2 = (round(v) for v in box)
         x1, y1 = max(0, min(x1, width - 1)), max(0, min(y1, height - 1))
         x2, y2 = max(x1 + 1, min(x2, width)), max(y1 + 1, min(y2, height))
         size = (self.config.crop_width, self.config.crop_height)

@@ -12,7 +12,7 @@ import numpy as np
 import supervision as sv
 
 from pipeline.config import DetectorConfig
-from pipeline.records import Frame, FrameDetections
+from pipeline.records import Frame, FrameDetections, select
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -63,7 +63,7 @@ class PersonDetector:
         keep = (confidence >= self._threshold_by_class[class_ids]) & (
             heights >= self.config.min_box_height
         )
-        kept = detections[keep]
+        kept = select(detections, keep)
         return sv.Detections(
             xyxy=kept.xyxy.astype(np.float32),
             confidence=np.asarray(kept.confidence, dtype=np.float32),

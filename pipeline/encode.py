@@ -113,7 +113,9 @@ class BatchingEncoder:
             remaining = deadline - time.monotonic()
             try:
                 batch.append(
-                    self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+                    self._inbox.get(timeout=remaining)
+                    if remaining > 0
+                    else self._inbox.get_nowait()
                 )
             except queue.Empty:
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import redis
 from rich.console import Console
@@ -45,7 +46,7 @@ def inspect_main(argv: list[str]) -> int:
     return 0
 
 
-def identities_table(client: redis.Redis, prefix: str) -> Table:
+def identities_table(client: Any, prefix: str) -> Table:
     table = Table(title="identities")
     for column in ("global id", "cameras", "tracks", "first seen s", "last seen s"):
         table.add_column(column)
@@ -66,7 +67,7 @@ def identities_table(client: redis.Redis, prefix: str) -> Table:
     return table
 
 
-def events_table(client: redis.Redis, stream: str, count: int) -> Table:
+def events_table(client: Any, stream: str, count: int) -> Table:
     total = client.xlen(stream)
     table = Table(title=f"latest {count} of {total} events in {stream}")
     for column in ("type", "camera", "track", "global id", "frame", "time s", "score"):

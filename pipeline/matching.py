@@ -162,9 +162,10 @@ class IdentityMatcher:
         identities = list(self.identities.values())
         unmatched = list(range(len(new)))
         if identities:
-            similarity = np.stack([item.embedding for item in new]) @ np.stack(
-                [identity.feature for identity in identities]
-            ).T
+            similarity = (
+                np.stack([item.embedding for item in new])
+                @ np.stack([identity.feature for identity in identities]).T
+            )
             cost = np.where(self._allowed(new, identities), 1.0 - similarity, np.inf)
             cost = np.where(similarity >= self.config.similarity_threshold, cost, np.inf)
             rows, columns = _assignment(cost)

@@ -81,7 +81,7 @@ class RedisPublisher:
         """Record what this run is (cameras, config) under ``<p>:run``; best effort."""
         try:
             self._client.delete(self.key("run"))
-            self._client.hset(self.key("run"), mapping={"run_id": self.run_id, **fields})
+            self._client.hset(self.key("run"), mapping={"run_id": self.run_id} | fields)  # type: ignore[arg-type]
         except redis.RedisError as error:
             self._on_failure(error)
 

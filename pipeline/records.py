@@ -56,3 +56,10 @@ class FrameDetections:
     @property
     def timestamp(self) -> float:
         return self.frame.timestamp
+
+
+def select(detections: sv.Detections, mask: np.ndarray) -> sv.Detections:
+    """The detections where the boolean ``mask`` of shape ``(N,)`` is true."""
+    selected = detections[mask]
+    assert isinstance(selected, sv.Detections)
+    return selected

@@ -75,9 +75,7 @@ class CameraSource:
         self.counters = SourceCounters()
         self.frames: queue.Queue[Frame] = queue.Queue(maxsize=camera.queue_size)
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"source-{camera.id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"source-{camera.id}", daemon=True)
 
     @property
     def finished(self) -> bool:
@@ -119,7 +117,7 @@ class CameraSource:
                 self._fail(f"cannot open video file {camera.uri}: not a readable video")
                 return
             fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-            first_index = int(round(camera.start_seconds * fps))
+            first_index = round(camera.start_seconds * fps)
             if first_index:
                 capture.set(cv2.CAP_PROP_POS_FRAMES, first_index)
             last_index = int(camera.end_seconds * fps) if camera.end_seconds else None
@@ -288,7 +286,9 @@ class FrameGatherer:
                 return None
         while True:
             try:
-                return source.frames.get(timeout=self.poll_seconds)
+                frame = source.frames.get(timeout=self.poll_seconds)
+                frame.captured_at = time.monotonic()  # read-ahead is not latency in lockstep
+                return frame
             except queue.Empty:
                 if source.finished:
                     try:

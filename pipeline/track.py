@@ -7,7 +7,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from pipeline.config import TrackerConfig
-from pipeline.records import FrameDetections
+from pipeline.records import FrameDetections, select
 
 TRACKERS_REFERENCE_FPS = 30.0
 """``trackers`` counts ``lost_track_buffer`` in frames of a 30 fps video."""
@@ -27,7 +27,9 @@ class CameraTracker:
 
     def _build(self) -> ByteTrackTracker:
         return ByteTrackTracker(
-            lost_track_buffer=max(1, round(self.config.lost_track_seconds * TRACKERS_REFERENCE_FPS)),
+            lost_track_buffer=max(
+                1, round(self.config.lost_track_seconds * TRACKERS_REFERENCE_FPS)
+            ),
             frame_rate=self.frame_rate,
             track_activation_threshold=self.config.track_activation_threshold,
             minimum_consecutive_frames=self.config.minimum_consecutive_frames,
@@ -43,7 +45,7 @@ class CameraTracker:
         if tracked.tracker_id is None or len(tracked) == 0:
             tracked = _with_empty_ids(tracked)
         else:
-            tracked = tracked[np.asarray(tracked.tracker_id) >= 0]
+            tracked = select(tracked, np.asarray(tracked.tracker_id) >= 0)
             tracked.tracker_id = np.asarray(tracked.tracker_id, dtype=np.int64)
         return FrameDetections(
             frame=frame_detections.frame,
@@ -57,6 +59,6 @@ class CameraTracker:
 
 
 def _with_empty_ids(detections: sv.Detections) -> sv.Detections:
-    empty = detections[np.zeros(len(detections), dtype=bool)]
+    empty = select(detections, np.zeros(len(detections), dtype=bool))
     empty.tracker_id = np.zeros(0, dtype=np.int64)
     return empty

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 import supervision as sv
 
-from pipeline.records import FrameDetections
+from pipeline.records import FrameDetections, select
 
 
 class AnnotatedVideoWriter:
@@ -39,9 +40,13 @@ class AnnotatedVideoWriter:
                 f"id {g}" if g >= 0 else f"t{t}"
                 for g, t in zip(global_ids, detections.tracker_id, strict=True)
             ]
-            colored = detections[:]
-            colored.tracker_id = [g if g >= 0 else 10_000 + int(t) for g, t in
-                                  zip(global_ids, detections.tracker_id, strict=True)]
+            colored = select(detections, np.ones(len(detections), dtype=bool))
+            colored.tracker_id = np.asarray(
+                [
+                    g if g >= 0 else 10_000 + int(t)
+                    for g, t in zip(global_ids, detections.tracker_id, strict=True)
+                ]
+            )
             image = self._boxes.annotate(image, colored)
             image = self._labels.annotate(image, colored, labels=labels)
         self._writer(frame.camera_id, image).write(image)
