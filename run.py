@@ -66,12 +66,15 @@ def apply_arguments(config: CrosscamConfig, arguments: argparse.Namespace) -> No
 
 
 def configure_logging(console: Console, level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-    )
+    """Rich log lines on a terminal; plain one-line records when piped (CI, files)."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     for noisy in ("ultralytics", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
