@@ -1,0 +1,74 @@
+"""Detector and tracker stages on real frames of the bundled terrace video."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.config import DetectorConfig, TrackerConfig
+from pipeline.detect import PersonDetector
+from pipeline.records import Frame
+from pipeline.track import CameraTracker
+from tests.conftest import ASSETS
+
+FPS = 25.0
+
+
+def read_frames(camera: int, first: int, count: int, step: int = 1) -> list[Frame]:
+    capture = cv2.VideoCapture(str(ASSETS / "videos" / f"epfl_terrace1-c{camera}.mp4"))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, first)
+    frames = []
+    for index in range(first, first + count * step):
+        ok, image = capture.read()
+        assert ok
+        if (index - first) % step == 0:
+            frames.append(Frame(camera, index, index / FPS, image, time.monotonic()))
+    capture.release()
+    return frames
+
+
+@pytest.fixture(scope="module")
+def detector() -> PersonDetector:
+    weights = ASSETS / "weights" / "yolov8_person_hfd.pt"
+    return PersonDetector(DetectorConfig(weights=weights, image_size=416))
+
+
+def test_one_batched_forward_finds_people_in_both_cameras(detector: PersonDetector):
+    frames = [read_frames(0, 1500, 1)[0], read_frames(1, 1500, 1)[0]]
+    detected = detector.detect(frames)
+    assert [item.camera_id for item in detected] == [0, 1]
+    for item in detected:
+        detections = item.detections
+        assert len(detections) >= 3  # the terrace is busy at 60 s
+        assert np.all(detections.class_id == 0)
+        assert detections.confidence is not None
+        assert np.all(detections.confidence >= detector.config.confidence)
+        heights = detections.xyxy[:, 3] - detections.xyxy[:, 1]
+        assert np.all(heights >= detector.config.min_box_height)
+        assert detections.xyxy.dtype == np.float32
+
+
+def test_per_class_confidence_is_applied(detector: PersonDetector):
+    frame = read_frames(0, 1500, 1)[0]
+    strict = PersonDetector(detector.config.model_copy(update={"class_confidence": {0: 0.99}}))
+    detections = strict.detect([frame])[0].detections
+    assert len(detections) < len(detector.detect([frame])[0].detections)
+    assert np.all(np.asarray(detections.data["detector_class"]) != 0)
+
+
+def test_tracker_keeps_ids_stable_over_consecutive_frames(detector: PersonDetector):
+    tracker = CameraTracker(TrackerConfig(), frame_rate=FPS / 2)
+    frames = read_frames(0, 1500, 12, step=2)
+    ids_per_frame = []
+    for frame_detections in detector.detect(frames):
+        tracked = tracker.update(frame_detections)
+        assert tracked.detections.tracker_id is not None
+        ids_per_frame.append(set(tracked.detections.tracker_id.tolist()))
+    persistent = set.intersection(*ids_per_frame[3:])
+    assert len(persistent) >= 2, ids_per_frame
+    tracker.reset()
+    again = tracker.update(detector.detect(frames[:1])[0])
+    assert again.detections.tracker_id is not None
