@@ -1,0 +1,364 @@
+"""RRU+STIM: Liu et al., "Spatial and Temporal Mutual Promotion for Video-based Person
+Re-identification", AAAI 2019 (authors' code: yolomax/rru-reid, yolomax/person-reid-lib).
+
+Data flow for a clip of ``T`` frames::
+
+    frames -> ImageNormalization -> FrameBackbone -> X_t (C, h, w) per frame
+           -> Refining Recurrent Unit: S_1 = X_1, S_t = (1 - z_t) * S_{t-1} + z_t * X_t
+           -> STIM: 1x1x1 conv, 3x3x3 conv over (C, T, h, w), average pool -> video feature
+    training also returns: classifier logits of the video feature, and horizontal part
+    features (stripes of the refined maps, averaged over time and width) for the part triplet
+    loss.
+
+The update gate ``z_t`` (shape ``(C, h, w)``, values in ``(0, 1)``) is computed from the
+concatenation ``[X_t - S_{t-1}, X_t - X_{t-1}]`` by a transition layer (1x1 convolution, batch
+norm, ReLU), then ``sigmoid(spatial_attention * channel_attention)``: the spatial attention is
+an MLP over the ``h * w`` positions of the channel-mean of the transition output (the authors'
+``8x8`` convolution on an ``8x8`` map is exactly such a fully connected layer), the channel
+attention a linear layer on its global average. Because the spatial attention is fully
+connected over positions, the model is built for one feature-map size, found at construction
+by running the backbone on an ``input_size`` image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reid_models.backbones import FrameBackbone, build_backbone
+from reid_models.contract import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INPUT_HEIGHT,
+    INPUT_WIDTH,
+    ImageNormalization,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RruStimTrainingOutput:
+    """What :class:`RruStimLoss <reid_models.losses.RruStimLoss>` needs.
+
+    Attributes:
+        logits: float ``(batch, identity_count)``, or ``None`` without a classifier head.
+        video_features: float ``(batch, embedding_dim)`` after STIM, not normalised.
+        part_features: float ``(batch, part_count, C)`` horizontal stripes of the RRU output,
+            averaged over time and width.
+    """
+
+    logits: torch.Tensor | None
+    video_features: torch.Tensor
+    part_features: torch.Tensor
+
+
+def feature_map_size(
+    backbone: FrameBackbone, input_size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)
+) -> tuple[int, int]:
+    """``(h, w)`` of the backbone's feature maps for ``input_size = (H, W)`` frames."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            parameter = next(backbone.parameters(), None)
+            device = parameter.device if parameter is not None else torch.device("cpu")
+            maps = backbone(torch.zeros(1, 3, *input_size, device=device))
+    finally:
+        backbone.train(was_training)
+    return int(maps.shape[2]), int(maps.shape[3])
+
+
+def blend_state(state: torch.Tensor, frame: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """The RRU update ``(1 - gate) * state + gate * frame``; all float ``(N, C, h, w)``.
+
+    ``gate = 0`` keeps the previous state, ``gate = 1`` replaces it by the current frame.
+    """
+    return (1.0 - gate) * state + gate * frame
+
+
+class RefiningRecurrentUnit(nn.Module):
+    """Refines frame feature maps recurrently, filling occluded or noisy regions from the past.
+
+    Args:
+        channels: ``C`` of the frame feature maps.
+        map_size: ``(h, w)`` of the frame feature maps.
+        transition_channels: output channels of the transition layer (authors: 256).
+        spatial_hidden: hidden width of the spatial-attention MLP (authors: 128).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        map_size: tuple[int, int],
+        transition_channels: int = 256,
+        spatial_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.channels = channels
+        self.map_size = map_size
+        positions = map_size[0] * map_size[1]
+        self.transition = nn.Sequential(
+            nn.Conv2d(2 * channels, transition_channels, kernel_size=1, bias=False),
+            nn.BatchNorm2d(transition_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.spatial_attention = nn.Sequential(
+            nn.Linear(positions, spatial_hidden, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(spatial_hidden, positions, bias=False),
+        )
+        self.channel_attention = nn.Linear(transition_channels, channels, bias=False)
+
+    def update_gate(
+        self, frame: torch.Tensor, previous_state: torch.Tensor, previous_frame: torch.Tensor
+    ) -> torch.Tensor:
+        """The update gate ``z_t``.
+
+        Args:
+            frame: ``X_t``, float ``(N, C, h, w)``.
+            previous_state: ``S_{t-1}``, same shape.
+            previous_frame: ``X_{t-1}``, same shape.
+
+        Returns:
+            float ``(N, C, h, w)`` in ``(0, 1)``: the sigmoid of the spatial attention
+            ``(N, 1, h, w)`` times the channel attention ``(N, C, 1, 1)``.
+        """
+        transition = self.transition(
+            torch.cat([frame - previous_state, frame - previous_frame], dim=1)
+        )
+        batch = transition.shape[0]
+        spatial = self.spatial_attention(transition.mean(dim=1).flatten(1))
+        spatial = spatial.view(batch, 1, *self.map_size)
+        channel = self.channel_attention(transition.mean(dim=(2, 3))).view(batch, -1, 1, 1)
+        return torch.sigmoid(spatial * channel)
+
+    def forward(self, feature_maps: torch.Tensor) -> torch.Tensor:
+        """Refine a sequence of frame feature maps.
+
+        Args:
+            feature_maps: float ``(batch, T, C, h, w)``, any ``T >= 1``.
+
+        Returns:
+            float ``(batch, T, C, h, w)``: the states ``S_1 .. S_T`` with ``S_1 = X_1``.
+        """
+        if tuple(feature_maps.shape[3:]) != self.map_size:
+            raise ValueError(
+                f"RRU built for {self.map_size} feature maps, got {tuple(feature_maps.shape[3:])}"
+            )
+        state = feature_maps[:, 0]
+        states = [state]
+        for step in range(1, feature_maps.shape[1]):
+            frame = feature_maps[:, step]
+            gate = self.update_gate(frame, state, feature_maps[:, step - 1])
+            state = blend_state(state, frame, gate)
+            states.append(state)
+        return torch.stack(states, dim=1)
+
+
+class SpatialTemporalIntegration(nn.Module):
+    """STIM: spatial-temporal clues integration over the refined ``(C, T, h, w)`` volume.
+
+    1x1x1 convolution to ``hidden_channels``, 3x3x3 convolution (padding 1, so any ``T``
+    works) to ``out_channels``, each with batch norm and ReLU, then average pooling over time
+    and space (authors' ``FuseNet.t_info`` followed by a mean over ``T`` and an ``AvgPool2d``).
+
+    Args:
+        in_channels: ``C`` of the refined maps.
+        hidden_channels: width after the 1x1x1 convolution (authors: 256).
+        out_channels: video feature size (authors: 256).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int = 256, out_channels: int = 256):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv3d(in_channels, hidden_channels, kernel_size=1, bias=False),
+            nn.BatchNorm3d(hidden_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(hidden_channels, out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm3d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, refined: torch.Tensor) -> torch.Tensor:
+        """Float ``(batch, T, C, h, w)`` -> video feature float ``(batch, out_channels)``, >= 0."""
+        volume = refined.permute(0, 2, 1, 3, 4)
+        return self.layers(volume).mean(dim=(2, 3, 4))
+
+
+class IdentityClassifier(nn.Module):
+    """The authors' classifier head: linear, batch norm, leaky ReLU, dropout, linear.
+
+    No BNNeck: the triplet loss and the inference embedding both use the STIM feature itself.
+    Input float ``(batch, in_features)``; output logits ``(batch, identity_count)``.
+    """
+
+    def __init__(
+        self, in_features: int, identity_count: int, hidden: int = 512, dropout: float = 0.5
+    ) -> None:
+        super().__init__()
+        hidden_layer = nn.Linear(in_features, hidden)
+        nn.init.kaiming_normal_(hidden_layer.weight, mode="fan_out")
+        nn.init.zeros_(hidden_layer.bias)
+        self.bottleneck = nn.Sequential(
+            hidden_layer, nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1), nn.Dropout(dropout)
+        )
+        self.output = nn.Linear(hidden, identity_count)
+        nn.init.normal_(self.output.weight, std=0.001)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(self.bottleneck(features))
+
+
+class RruStimEncoder(nn.Module):
+    """RRU+STIM clip encoder.
+
+    ``forward`` in train mode returns :class:`RruStimTrainingOutput`; in eval mode float32
+    ``(batch, embedding_dim)`` L2-normalised embeddings. Input in both modes: float32
+    ``(batch, T, 3, H, W)`` RGB in ``[0, 1]`` (``reid_models.contract``), ``H x W`` equal to
+    ``input_size``, any ``T >= 1``.
+
+    Args:
+        backbone: frame feature extractor.
+        identity_count: training identities for the classifier head; ``None`` builds no head
+            (inference only, ``logits`` is then ``None``).
+        input_size: ``(H, W)`` of the frames; fixes the feature-map size the RRU is built for.
+        transition_channels: RRU transition width.
+        spatial_hidden: RRU spatial-attention hidden width.
+        stim_hidden_channels: STIM 1x1x1 convolution width.
+        embedding_dim: STIM output size ``D``.
+        part_count: horizontal stripes for the part features; ``None`` means one per
+            feature-map row, as in the authors' code.
+        classifier_hidden: classifier bottleneck width.
+        classifier_dropout: classifier dropout probability.
+        mean: normalisation mean (RGB).
+        std: normalisation standard deviation (RGB).
+    """
+
+    def __init__(
+        self,
+        backbone: FrameBackbone,
+        identity_count: int | None = None,
+        input_size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH),
+        transition_channels: int = 256,
+        spatial_hidden: int = 128,
+        stim_hidden_channels: int = 256,
+        embedding_dim: int = 256,
+        part_count: int | None = None,
+        classifier_hidden: int = 512,
+        classifier_dropout: float = 0.5,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.normalization = ImageNormalization(mean, std)
+        self.backbone = backbone
+        self.input_size = input_size
+        self.map_size = feature_map_size(backbone, input_size)
+        self.embedding_dim = embedding_dim
+        self.part_count = self.map_size[0] if part_count is None else part_count
+        self.rru = RefiningRecurrentUnit(
+            backbone.out_channels, self.map_size, transition_channels, spatial_hidden
+        )
+        self.stim = SpatialTemporalIntegration(
+            backbone.out_channels, stim_hidden_channels, embedding_dim
+        )
+        self.classifier = (
+            None
+            if identity_count is None
+            else IdentityClassifier(
+                embedding_dim, identity_count, classifier_hidden, classifier_dropout
+            )
+        )
+
+    def remove_classifier(self) -> IdentityClassifier | None:
+        """Detach and return the classifier head, leaving the inference-only encoder.
+
+        Call before ``reid_models.factory.save_encoder``: encoder files hold no training head,
+        so they load into the head-less encoder the factory builds.
+        """
+        classifier, self.classifier = self.classifier, None
+        return classifier
+
+    def refined_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
+        """Backbone maps refined by the RRU.
+
+        Args:
+            clips: float32 ``(batch, T, 3, H, W)``, RGB in ``[0, 1]``.
+
+        Returns:
+            float32 ``(batch, T, C, h, w)``.
+        """
+        batch, clip_length = clips.shape[0], clips.shape[1]
+        maps = self.backbone(self.normalization(clips.flatten(0, 1)))
+        return self.rru(maps.unflatten(0, (batch, clip_length)))
+
+    def part_features(self, refined: torch.Tensor) -> torch.Tensor:
+        """Horizontal stripes: float ``(batch, T, C, h, w)`` -> ``(batch, part_count, C)``."""
+        rows = refined.mean(dim=(1, 4))
+        return F.adaptive_avg_pool1d(rows, self.part_count).transpose(1, 2)
+
+    def training_outputs(self, clips: torch.Tensor) -> RruStimTrainingOutput:
+        """Logits, video features and part features for the losses (any mode)."""
+        refined = self.refined_feature_maps(clips)
+        video_features = self.stim(refined)
+        logits = None if self.classifier is None else self.classifier(video_features)
+        return RruStimTrainingOutput(logits, video_features, self.part_features(refined))
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """L2-normalised video embeddings, float32 ``(batch, embedding_dim)``."""
+        return F.normalize(self.stim(self.refined_feature_maps(clips)), dim=1)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor | RruStimTrainingOutput:
+        """Train mode: :meth:`training_outputs`; eval mode: :meth:`embed`."""
+        return self.training_outputs(clips) if self.training else self.embed(clips)
+
+
+def load_encoder_state(encoder: nn.Module, weights: Path) -> None:
+    """Load a plain state dict file into an encoder, ignoring training-only heads.
+
+    The file may hold the state dict itself or wrap it under ``"state_dict"`` or ``"model"``;
+    a ``module.`` prefix (DataParallel) is removed and ``classifier.*`` entries are dropped.
+    The remaining tensors must fit exactly (``strict=True``).
+    """
+    loaded = torch.load(Path(weights), map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
+            loaded = loaded[key]
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{weights}: expected a state dict, found {type(loaded).__name__}")
+    state_dict = {
+        name.removeprefix("module."): tensor
+        for name, tensor in loaded.items()
+        if not name.removeprefix("module.").startswith("classifier.")
+    }
+    encoder.load_state_dict(state_dict, strict=True)
+    logger.info("loaded %d tensors from %s", len(state_dict), weights)
+
+
+def build_rru_stim_encoder(
+    *,
+    weights: Path | None,
+    backbone: str,
+    backbone_weights: Path | None,
+    pretrained: bool,
+) -> RruStimEncoder:
+    """Encoder builder for ``reid_models.factory`` (name ``"rru_stim"``), in eval mode.
+
+    Builds the inference encoder (no classifier head) for ``256 x 128`` frames. ``weights`` is
+    a plain state dict of a trained :class:`RruStimEncoder` (see :func:`load_encoder_state`);
+    ``backbone_weights``/``pretrained`` initialise the backbone as in
+    ``reid_models.backbones.build_backbone``.
+    """
+    frame_backbone = build_backbone(backbone, backbone_weights, pretrained=pretrained)
+    encoder = RruStimEncoder(frame_backbone)
+    if weights is not None:
+        load_encoder_state(encoder, weights)
+    return encoder.eval()
