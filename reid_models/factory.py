@@ -77,6 +77,8 @@ class EncoderBuilder(Protocol):
 
 ENCODER_BUILDERS: dict[str, str] = {
     "tp": "reid_models.temporal_pooling:build_temporal_pooling_encoder",
+    "rru_stim": "reid_models.rru_stim:build_rru_stim_encoder",
+    "drsta": "reid_models.drsta:build_drsta_encoder",
 }
 
 
