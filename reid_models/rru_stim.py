@@ -18,6 +18,9 @@ an MLP over the ``h * w`` positions of the channel-mean of the transition output
 attention a linear layer on its global average. Because the spatial attention is fully
 connected over positions, the model is built for one feature-map size, found at construction
 by running the backbone on an ``input_size`` image.
+
+The recurrence is a Python loop over frames: eager PyTorch takes any ``T``, but a traced ONNX
+export is unrolled for the ``T`` it was traced with (the batch axis stays dynamic).
 """
 
 from __future__ import annotations
@@ -133,10 +136,10 @@ class RefiningRecurrentUnit(nn.Module):
         transition = self.transition(
             torch.cat([frame - previous_state, frame - previous_frame], dim=1)
         )
-        batch = transition.shape[0]
+        # Reshapes leave the batch axis implicit so that exported graphs keep it dynamic.
         spatial = self.spatial_attention(transition.mean(dim=1).flatten(1))
-        spatial = spatial.view(batch, 1, *self.map_size)
-        channel = self.channel_attention(transition.mean(dim=(2, 3))).view(batch, -1, 1, 1)
+        spatial = spatial.view(-1, 1, *self.map_size)
+        channel = self.channel_attention(transition.mean(dim=(2, 3)))[:, :, None, None]
         return torch.sigmoid(spatial * channel)
 
     def forward(self, feature_maps: torch.Tensor) -> torch.Tensor:
@@ -148,7 +151,7 @@ class RefiningRecurrentUnit(nn.Module):
         Returns:
             float ``(batch, T, C, h, w)``: the states ``S_1 .. S_T`` with ``S_1 = X_1``.
         """
-        if tuple(feature_maps.shape[3:]) != self.map_size:
+        if not torch.jit.is_tracing() and tuple(feature_maps.shape[3:]) != self.map_size:
             raise ValueError(
                 f"RRU built for {self.map_size} feature maps, got {tuple(feature_maps.shape[3:])}"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -148,3 +149,26 @@ def test_factory_builds_and_round_trips(tmp_path: Path) -> None:
     )
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(clips), encoder(clips))
+
+
+def test_onnx_export_keeps_batch_and_frames_dynamic(tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = tiny_drsta().eval()
+    path = tmp_path / "drsta.onnx"
+    torch.onnx.export(
+        model,
+        (torch.rand(2, 4, 3, *SYNTHETIC_SIZE),),
+        str(path),
+        input_names=["clips"],
+        output_names=["embeddings"],
+        dynamic_axes={"clips": {0: "batch", 1: "frames"}, "embeddings": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, frame_count in ((1, 4), (3, 6)):
+        clips = torch.rand(batch, frame_count, 3, *SYNTHETIC_SIZE)
+        with torch.no_grad():
+            expected = model(clips)
+        (exported,) = session.run(None, {"clips": clips.numpy()})
+        np.testing.assert_allclose(exported, expected.numpy(), atol=1e-5)

@@ -349,3 +349,26 @@ def test_builder_loads_plain_state_dict_without_classifier(tmp_path: Path) -> No
     torch.testing.assert_close(
         rebuilt.stim.layers[0].weight, trained.stim.layers[0].weight, rtol=0, atol=0
     )
+
+
+def test_onnx_export_keeps_batch_dynamic(tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    model = tiny_rru_stim(identity_count=None).eval()
+    path = tmp_path / "rru_stim.onnx"
+    torch.onnx.export(
+        model,
+        (torch.rand(2, 4, 3, *SYNTHETIC_SIZE),),
+        str(path),
+        input_names=["clips"],
+        output_names=["embeddings"],
+        dynamic_axes={"clips": {0: "batch"}, "embeddings": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        clips = torch.rand(batch, 4, 3, *SYNTHETIC_SIZE)
+        with torch.no_grad():
+            expected = model(clips)
+        (exported,) = session.run(None, {"clips": clips.numpy()})
+        np.testing.assert_allclose(exported, expected.numpy(), atol=1e-5)
