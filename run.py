@@ -2,7 +2,7 @@
 
 python run.py --streams configs/demo.yaml          run the pipeline (embedded Redis)
 python run.py --streams cams.yaml --redis-url redis://host:6379/0
-python run.py inspect --run-dir runs/latest        show what a run published
+python run.py inspect                              show what runs published
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ def parse_run_arguments(argv: list[str]) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set encoder.model=tp (repeatable)",
     )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget the identities stored in Redis"
+    )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -57,6 +60,8 @@ def apply_arguments(config: CrosscamConfig, arguments: argparse.Namespace) -> No
     if arguments.device is not None:
         config.detector.device = arguments.device
         config.encoder.device = arguments.device
+    if arguments.fresh:
+        config.redis.restore_identities = False
     if arguments.max_seconds is not None:
         config.max_seconds = arguments.max_seconds
     if arguments.save_mtmc is not None:
@@ -116,7 +121,7 @@ def run(argv: list[str]) -> int:
     embedded = None
     redis_url = config.redis.url
     if not redis_url:
-        embedded = EmbeddedRedis(run_directory / "redis").start()
+        embedded = EmbeddedRedis(config.outputs.run_directory / "redis").start()
         redis_url = embedded.url
     try:
         status = StatusLine(console, config.outputs.status_interval_seconds)
@@ -154,8 +159,9 @@ def _print_how_to_look(
     prefix = config.redis.key_prefix
     if embedded:
         console.print(
-            f"Results are in the embedded Redis saved under {run_directory}/redis. Look at them "
-            f"with:\n  python run.py inspect --run-dir {run_directory}\n"
+            f"Results are in the embedded Redis saved under {run_directory.parent}/redis (kept "
+            "across runs; --fresh forgets identities). Look at them with:\n"
+            f"  python run.py inspect --runs {run_directory.parent}\n"
             "or start that Redis and use redis-cli (see README, 'Results in Redis').",
             highlight=False,
         )

@@ -153,7 +153,16 @@ class RedisConfig(StrictModel):
     stream: str = "crosscam:events"
     key_prefix: str = "crosscam"
     stream_max_length: int = Field(default=100_000, ge=1)
-    buffer_max_events: int = Field(default=100_000, ge=1, description="kept while Redis is down")
+    buffer_max_events: int = Field(
+        default=100_000, ge=1, description="kept in memory while Redis is down (no spool)"
+    )
+    spool_directory: Path | None = Field(
+        default=None, description="on-disk event spool; default <outputs.run_directory>/spool"
+    )
+    spool_max_megabytes: float = Field(default=512.0, gt=0)
+    restore_identities: bool = Field(
+        default=True, description="continue the gallery stored in Redis (run.py --fresh: no)"
+    )
 
 
 class OutputsConfig(StrictModel):
@@ -275,6 +284,8 @@ def resolve_paths(config: CrosscamConfig, base: Path) -> None:
             raise ConfigError(f"encoder.weights: file not found: {config.encoder.weights}")
     outputs = config.outputs
     outputs.run_directory = _absolute(outputs.run_directory, base)
+    if config.redis.spool_directory is not None:
+        config.redis.spool_directory = _absolute(config.redis.spool_directory, base)
     if outputs.save_mtmc is not None:
         outputs.save_mtmc = _absolute(outputs.save_mtmc, base)
     if outputs.save_video is not None:

@@ -17,7 +17,9 @@ from pipeline.redis_server import EmbeddedRedis
 def inspect_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.py inspect", description=__doc__)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run-dir", type=Path, default=Path("runs/latest"))
+    source.add_argument(
+        "--runs", type=Path, default=Path("runs"), help="outputs.run_directory of the runs"
+    )
     source.add_argument("--redis-url", default=None)
     parser.add_argument("--events", type=int, default=15, help="latest events to show")
     parser.add_argument("--stream", default="crosscam:events")
@@ -27,9 +29,9 @@ def inspect_main(argv: list[str]) -> int:
     embedded = None
     url = arguments.redis_url
     if url is None:
-        data = arguments.run_dir / "redis"
+        data = arguments.runs / "redis"
         if not data.is_dir():
-            console.print(f"[red]error:[/red] no embedded Redis data in {data} (pass --run-dir)")
+            console.print(f"[red]error:[/red] no embedded Redis data in {data} (pass --runs)")
             return 2
         embedded = EmbeddedRedis(data).start()
         url = embedded.url

@@ -12,6 +12,7 @@ were ever seen at the same time in the same camera. Identities unseen for ``ttl`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,11 +79,14 @@ class Identity:
         return any(span.active for span in self.tracks.values())
 
     def conflicts_with(self, camera_id: int, start: float, end: float, exclude: TrackKey) -> bool:
-        """True if another track of this identity in ``camera_id`` overlaps ``[start, end]``."""
+        """True if another track of this identity in ``camera_id`` overlaps ``[start, end]``.
+
+        A track that has not ended is still visible after its last clip: its span is open.
+        """
         for key, span in self.tracks.items():
             if key == exclude or key[0] != camera_id:
                 continue
-            overlap = min(end, span.end) - max(start, span.start)
+            overlap = min(end, _span_end(span)) - max(start, span.start)
             if overlap > OVERLAP_TOLERANCE_SECONDS:
                 return True
         return False
@@ -90,7 +94,7 @@ class Identity:
     def ever_simultaneous_with(self, other: Identity) -> bool:
         """True if the two identities had overlapping tracks in the same camera."""
         return any(
-            other.conflicts_with(key[0], span.start, span.end, exclude=key)
+            other.conflicts_with(key[0], span.start, _span_end(span), exclude=key)
             for key, span in self.tracks.items()
         )
 
@@ -123,6 +127,13 @@ class IdentityMatcher:
         self._next_global_id = 1
         self.expired_count = 0
         self.expired_multi_camera_count = 0
+
+    def restore(self, identities: list[Identity], max_global_id: int) -> None:
+        """Load a stored gallery (see ``pipeline/identity_store.py``); new ids continue after it."""
+        for identity in identities:
+            self.identities[identity.global_id] = identity
+            self._now = max(self._now, identity.last_seen)
+        self._next_global_id = max(self._next_global_id, max_global_id + 1)
 
     def multi_camera_count(self) -> int:
         """Identities (current and expired) that were seen by more than one camera."""
@@ -325,6 +336,11 @@ def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = linear_sum_assignment(padded)
     keep = finite[rows, columns]
     return rows[keep], columns[keep]
+
+
+def _span_end(span: TrackSpan) -> float:
+    """The end of a span for overlap tests: open (``inf``) while its track is active."""
+    return math.inf if span.active else span.end
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -11,8 +11,12 @@ Keys (``<p>`` is ``redis.key_prefix``, ``crosscam`` by default):
 - ``<p>:tracks``: hash ``"<camera_id>:<track_id>" -> global_id``.
 - ``<p>:run``: hash describing the run that published last.
 
-While Redis is down, events and identity updates stay in a bounded in-memory buffer (oldest
-events dropped past ``buffer_max_events``, counted) and are sent in order when Redis is back.
+While Redis is down, events go to a bounded on-disk spool (``pipeline/spool.py``: append-only,
+fsync'd per batch, survives SIGKILL) and are replayed in order, before any newer event, when
+Redis answers again; each event carries an ``event_id`` so consumers can drop duplicates
+(delivery is at least once). Without a spool they wait in a bounded in-memory buffer (oldest
+dropped past ``buffer_max_events``, counted). Identity snapshots are coalesced in memory: only the
+newest state of each identity is sent.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pipeline.config import RedisConfig
 from pipeline.events import SCHEMA_VERSION, Event
 from pipeline.matching import Identity
 from pipeline.redaction import redact_url
+from pipeline.spool import DiskSpool
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +41,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class PublisherCounters:
     events_published: int = 0
+    events_spooled: int = 0
     events_dropped: int = 0
     identity_updates: int = 0
     connection_failures: int = 0
@@ -51,8 +57,10 @@ class RedisPublisher:
         run_id: str,
         retry_max_seconds: float = 5.0,
         socket_timeout_seconds: float = 1.0,
+        spool: DiskSpool | None = None,
     ) -> None:
         self.config = config
+        self.spool = spool
         self.url = url
         self.run_id = run_id
         self.retry_max_seconds = retry_max_seconds
@@ -67,12 +75,14 @@ class RedisPublisher:
         self._identities: dict[int, dict[str, bytes | str]] = {}
         self._removed: set[int] = set()
         self._sequence = 0
+        self._max_global_id = 0
         self._retry_at = 0.0
         self._failures_in_row = 0
 
     @property
     def buffered_events(self) -> int:
-        return len(self._events)
+        """Events not yet in Redis: in memory plus in the spool."""
+        return len(self._events) + (len(self.spool) if self.spool is not None else 0)
 
     def key(self, *parts: object) -> str:
         return ":".join([self.config.key_prefix, *(str(part) for part in parts)])
@@ -109,6 +119,8 @@ class RedisPublisher:
         for global_id in removed or []:
             self._identities.pop(global_id, None)
             self._removed.add(global_id)
+        if not self.connected:
+            self._spill()
         if time.monotonic() < self._retry_at:
             return []
         return self._send()
@@ -127,9 +139,44 @@ class RedisPublisher:
         self._client.close()
 
     def _has_pending(self) -> bool:
-        return bool(self._events or self._identities or self._removed)
+        spooled = self.spool is not None and len(self.spool) > 0
+        return bool(self._events or self._identities or self._removed or spooled)
+
+    def _spill(self) -> None:
+        """Move in-memory events to the disk spool (no-op without a spool)."""
+        if self.spool is None or not self._events:
+            return
+        self.spool.append([event.to_fields() for event in self._events])
+        self.counters.events_spooled += len(self._events)
+        self._events.clear()
+
+    def _replay_spool(self, chunk: int = 500) -> bool:
+        """Send spooled events in order; False if Redis failed on the way."""
+        if self.spool is None:
+            return True
+        while len(self.spool):
+            records = self.spool.peek(chunk)
+            pipe = self._client.pipeline(transaction=False)
+            for fields in records:
+                pipe.xadd(
+                    self.config.stream,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=self.config.stream_max_length,
+                    approximate=True,
+                )
+            try:
+                pipe.execute()
+            except redis.RedisError as error:
+                self._on_failure(error)
+                return False
+            self.spool.acknowledge(len(records))
+            self.counters.events_published += len(records)
+        return True
 
     def _send(self) -> list[Event]:
+        if not self._replay_spool():
+            self._spill()
+            return []
         sending = list(self._events)
         pipe = self._client.pipeline(transaction=False)
         for event in sending:
@@ -139,6 +186,9 @@ class RedisPublisher:
                 maxlen=self.config.stream_max_length,
                 approximate=True,
             )
+        if self._identities:
+            self._max_global_id = max(self._max_global_id, *self._identities)
+            pipe.set(self.key("max_global_id"), str(self._max_global_id))
         for global_id, fields in self._identities.items():
             identity_key = self.key("identity", global_id)
             pipe.delete(identity_key)
@@ -157,6 +207,7 @@ class RedisPublisher:
             pipe.execute()
         except redis.RedisError as error:
             self._on_failure(error)
+            self._spill()
             return []
         if not self.connected:
             logger.info(
@@ -197,6 +248,7 @@ def _identity_fields(identity: Identity) -> dict[str, bytes | str]:
         "tracks": ",".join(f"{camera}:{track}" for camera, track in identity.tracks),
         "embedding": embedding.tobytes(),
         "embedding_dim": str(embedding.shape[0]),
+        "weight": f"{identity.weight:.4f}",
     }
     for camera_id, seen in identity.last_seen_by_camera.items():
         fields[f"last_seen:{camera_id}"] = f"{seen:.3f}"

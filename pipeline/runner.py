@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import redis
 
 from engines.base import EngineSpec, load_engine
 from pipeline.clips import ClipBuffer, ClipBufferOutput, TrackEvent
@@ -24,11 +25,13 @@ from pipeline.config import CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder
 from pipeline.events import Event, EventType
+from pipeline.identity_store import clear_identities, load_identities
 from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import RedisPublisher
 from pipeline.records import Frame, FrameDetections
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
+from pipeline.spool import DiskSpool
 from pipeline.stats import CameraCounters, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
 from pipeline.visualize import AnnotatedVideoWriter
@@ -95,7 +98,13 @@ class Pipeline:
             on_batch=lambda size, ms: self.latency.record("encode", ms),
         )
         self.matcher = IdentityMatcher(config.matching)
-        self.publisher = RedisPublisher(config.redis, redis_url, run_id)
+        spool_directory = config.redis.spool_directory or config.outputs.run_directory / "spool"
+        self.publisher = RedisPublisher(
+            config.redis,
+            redis_url,
+            run_id,
+            spool=DiskSpool(spool_directory, int(config.redis.spool_max_megabytes * 2**20)),
+        )
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.video = (
             AnnotatedVideoWriter(config.outputs.save_video, frame_rates)
@@ -125,6 +134,7 @@ class Pipeline:
                 "started_unix": f"{time.time():.3f}",
             }
         )
+        self._restore_gallery()
         for source in self.sources:
             source.start()
         gatherer = FrameGatherer(self.sources)
@@ -143,6 +153,27 @@ class Pipeline:
         finally:
             result = self._shutdown()
         return result
+
+    def _restore_gallery(self) -> None:
+        """Continue the gallery stored in Redis, or clear it when restoring is off (--fresh)."""
+        prefix = self.config.redis.key_prefix
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            if self.config.redis.restore_identities:
+                identities, max_global_id = load_identities(client, prefix)
+                self.matcher.restore(identities, max_global_id)
+                if identities:
+                    logger.info("continuing %d identities stored in Redis", len(identities))
+            else:
+                clear_identities(client, prefix)
+            client.delete(f"{prefix}:tracks")  # track ids are per run
+        except redis.RedisError as error:
+            logger.warning(
+                "could not read the stored gallery (%s); starting with an empty one",
+                error.__class__.__name__,
+            )
+        finally:
+            client.close()
 
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()

@@ -1,0 +1,70 @@
+"""Identity state kept in Redis between runs: read it back at start, or clear it (``--fresh``).
+
+The publisher writes one hash per identity (see ``pipeline/publish.py``) and the highest global
+id ever given under ``<prefix>:max_global_id``; a restarted crosscam reads them so global ids and
+the gallery survive restarts, and new identities never reuse an old id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from pipeline.matching import Identity
+
+logger = logging.getLogger(__name__)
+
+
+def load_identities(client: Any, prefix: str) -> tuple[list[Identity], int]:
+    """Read every stored identity and the highest global id ever given.
+
+    Returns:
+        ``(identities, max_global_id)``; track spans are not restored (track ids are per run).
+    """
+    identities = []
+    for raw_id in client.zrange(f"{prefix}:identities", 0, -1):
+        fields = client.hgetall(f"{prefix}:identity:{_text(raw_id)}")
+        if not fields:
+            continue
+        fields = {_text(key): value for key, value in fields.items()}
+        feature = np.frombuffer(fields["embedding"], dtype="<f4").astype(np.float32)
+        last_seen_by_camera = {
+            int(key.split(":", 1)[1]): float(_text(value))
+            for key, value in fields.items()
+            if key.startswith("last_seen:")
+        }
+        identities.append(
+            Identity(
+                global_id=int(_text(fields["global_id"])),
+                feature=feature,
+                weight=float(_text(fields.get("weight", b"1.0"))),
+                first_seen=float(_text(fields["first_seen"])),
+                last_seen=float(_text(fields["last_seen"])),
+                last_seen_by_camera=last_seen_by_camera,
+            )
+        )
+    stored_max = client.get(f"{prefix}:max_global_id")
+    max_global_id = max(
+        [int(_text(stored_max)) if stored_max else 0]
+        + [identity.global_id for identity in identities]
+    )
+    return identities, max_global_id
+
+
+def clear_identities(client: Any, prefix: str) -> int:
+    """Delete the stored gallery (identities, tracks, id counter); the event stream is kept.
+
+    Returns the number of identities deleted.
+    """
+    keys = [_text(key) for key in client.scan_iter(match=f"{prefix}:identity:*", count=1000)]
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.delete(f"{prefix}:identities", f"{prefix}:tracks", f"{prefix}:max_global_id")
+    logger.info("--fresh: deleted %d stored identities", len(keys))
+    return len(keys)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
