@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +32,17 @@ def parse_run_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="run.py", description="Real-time multi-camera person re-identification."
     )
-    parser.add_argument("--streams", required=True, type=Path, help="camera YAML file")
+    parser.add_argument("--streams", type=Path, help="camera YAML file (optional for matchers)")
+    parser.add_argument(
+        "--role",
+        choices=["all", "edge", "matcher"],
+        default="all",
+        help="all: one process; edge: cameras to clip embeddings; matcher: identities",
+    )
+    parser.add_argument("--name", default=None, help="edge or matcher name (default host-pid)")
+    parser.add_argument(
+        "--idle-exit-seconds", type=float, default=None, help="matcher: exit when idle this long"
+    )
     parser.add_argument("--redis-url", default=None, help="external Redis (default: embedded)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
@@ -104,11 +115,13 @@ def run(argv: list[str]) -> int:
     console = Console(stderr=True)
     configure_logging(console, arguments.log_level)
     try:
-        config = load_config(arguments.streams, arguments.overrides)
-        apply_arguments(config, arguments)
+        config = load_role_config(arguments)
     except ConfigError as error:
         console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         return EXIT_CONFIG_ERROR
+    name = arguments.name or f"{socket.gethostname()}-{os.getpid()}"
+    if arguments.role == "matcher":
+        return run_matcher(config, name, arguments.idle_exit_seconds, console)
 
     from pipeline.console import StatusLine, summary_table
     from pipeline.redis_server import EmbeddedRedis
@@ -131,7 +144,8 @@ def run(argv: list[str]) -> int:
                 if not arguments.quiet and status.due():
                     live.update(status.render(pipeline), refresh=True)
 
-            pipeline = Pipeline(config, redis_url, run_id, run_directory, on_tick=on_tick)
+            edge_name = name if arguments.role == "edge" else None
+            pipeline = Pipeline(config, redis_url, run_id, run_directory, on_tick, edge_name)
             install_signal_handlers(pipeline.stop)
             result = pipeline.run()
         console.print(summary_table(result))
@@ -139,6 +153,43 @@ def run(argv: list[str]) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+    return 0
+
+
+def load_role_config(arguments: argparse.Namespace) -> CrosscamConfig:
+    """Load and check the config for the chosen role (edges and matchers share one Redis)."""
+    if arguments.streams is None and arguments.role != "matcher":
+        raise ConfigError("--streams is required: pass --streams path/to/cams.yaml")
+    if arguments.streams is None:
+        config = CrosscamConfig()
+        if arguments.overrides:
+            raise ConfigError("--set needs a config file: pass --streams path/to/config.yaml")
+    else:
+        require = arguments.role != "matcher"
+        config = load_config(arguments.streams, arguments.overrides, require_cameras=require)
+    apply_arguments(config, arguments)
+    if arguments.role != "all" and not config.redis.url:
+        raise ConfigError(
+            f"--role {arguments.role} needs --redis-url: edges and matchers share one Redis"
+        )
+    return config
+
+
+def run_matcher(
+    config: CrosscamConfig, name: str, idle_exit_seconds: float | None, console: Console
+) -> int:
+    """``--role matcher``: assign identities for the clips of every edge until stopped."""
+    from pipeline.matcher_role import DistributedMatcher
+
+    matcher = DistributedMatcher(config, config.redis.url, name, time.strftime("%Y%m%d-%H%M%S"))
+    install_signal_handlers(matcher.stop)
+    counters = matcher.run(idle_exit_seconds)
+    console.print(
+        f"matcher {name}: {counters.messages} messages, {counters.clips} clips, "
+        f"{counters.claimed} claimed from other matchers, "
+        f"{len(matcher.identity.matcher.identities)} identities",
+        highlight=False,
+    )
     return 0
 
 

@@ -151,6 +151,9 @@ class RedisConfig(StrictModel):
 
     url: str = ""
     stream: str = "crosscam:events"
+    clip_stream: str = Field(
+        default="crosscam:clips", description="edges → matchers (--role edge / matcher)"
+    )
     key_prefix: str = "crosscam"
     stream_max_length: int = Field(default=100_000, ge=1)
     buffer_max_events: int = Field(
@@ -177,7 +180,7 @@ class OutputsConfig(StrictModel):
 class CrosscamConfig(StrictModel):
     """The whole configuration of one crosscam run."""
 
-    cameras: list[CameraConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(default_factory=list)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
@@ -197,7 +200,9 @@ class CrosscamConfig(StrictModel):
         return cameras
 
 
-def load_config(path: Path | str, overrides: list[str] | None = None) -> CrosscamConfig:
+def load_config(
+    path: Path | str, overrides: list[str] | None = None, require_cameras: bool = True
+) -> CrosscamConfig:
     """Parse a YAML file and ``key.path=value`` overrides into a :class:`CrosscamConfig`.
 
     Raises:
@@ -221,6 +226,8 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> Crossca
         config = CrosscamConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(f"{path}: {describe_validation_error(error)}") from None
+    if require_cameras and not config.cameras:
+        raise ConfigError(f"{path}: no cameras: add a 'cameras' list (see configs/demo.yaml)")
     resolve_paths(config, path.parent)
     return config
 

@@ -11,8 +11,10 @@ import logging
 from typing import Any
 
 import numpy as np
+import redis
 
-from pipeline.matching import Identity
+from pipeline.config import RedisConfig
+from pipeline.matching import Identity, IdentityMatcher
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,28 @@ def load_identities(client: Any, prefix: str) -> tuple[list[Identity], int]:
         + [identity.global_id for identity in identities]
     )
     return identities, max_global_id
+
+
+def restore_gallery(url: str, config: RedisConfig, matcher: IdentityMatcher) -> None:
+    """Continue the gallery stored in Redis, or clear it when restoring is off (``--fresh``)."""
+    prefix = config.key_prefix
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        if config.restore_identities:
+            identities, max_global_id = load_identities(client, prefix)
+            matcher.restore(identities, max_global_id)
+            if identities:
+                logger.info("continuing %d identities stored in Redis", len(identities))
+        else:
+            clear_identities(client, prefix)
+        client.delete(f"{prefix}:tracks")  # track ids are per run
+    except redis.RedisError as error:
+        logger.warning(
+            "could not read the stored gallery (%s); starting with an empty one",
+            error.__class__.__name__,
+        )
+    finally:
+        client.close()
 
 
 def clear_identities(client: Any, prefix: str) -> int:

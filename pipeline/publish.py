@@ -24,18 +24,31 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import redis
 
-from pipeline.config import RedisConfig
-from pipeline.events import SCHEMA_VERSION, Event
+from pipeline.config import CrosscamConfig, RedisConfig
+from pipeline.events import SCHEMA_VERSION
 from pipeline.matching import Identity
 from pipeline.redaction import redact_url
 from pipeline.spool import DiskSpool
 
 logger = logging.getLogger(__name__)
+
+
+class StreamRecord(Protocol):
+    """Anything published to a stream: events (``pipeline/events.py``) and clip messages."""
+
+    event_id: str
+
+    @property
+    def captured_at(self) -> float: ...
+
+    def to_fields(self) -> dict[str, str]: ...
 
 
 @dataclass
@@ -71,7 +84,7 @@ class RedisPublisher:
             socket_timeout=socket_timeout_seconds,
             socket_connect_timeout=socket_timeout_seconds,
         )
-        self._events: deque[Event] = deque()
+        self._events: deque[StreamRecord] = deque()
         self._identities: dict[int, dict[str, bytes | str]] = {}
         self._removed: set[int] = set()
         self._sequence = 0
@@ -97,10 +110,10 @@ class RedisPublisher:
 
     def publish(
         self,
-        events: list[Event],
+        events: Sequence[StreamRecord],
         changed: list[Identity] | None = None,
         removed: list[int] | None = None,
-    ) -> list[Event]:
+    ) -> list[StreamRecord]:
         """Queue events and identity changes, then try to send everything queued.
 
         Returns the events that reached Redis during this call.
@@ -173,7 +186,7 @@ class RedisPublisher:
             self.counters.events_published += len(records)
         return True
 
-    def _send(self) -> list[Event]:
+    def _send(self) -> list[StreamRecord]:
         if not self._replay_spool():
             self._spill()
             return []
@@ -253,3 +266,21 @@ def _identity_fields(identity: Identity) -> dict[str, bytes | str]:
     for camera_id, seen in identity.last_seen_by_camera.items():
         fields[f"last_seen:{camera_id}"] = f"{seen:.3f}"
     return fields
+
+
+def build_publisher(
+    config: CrosscamConfig, url: str, run_id: str, edge_name: str | None = None
+) -> RedisPublisher:
+    """The publisher of a run: to the event stream, or for an edge to the clip stream, each
+    with its own on-disk spool."""
+    redis_config = config.redis
+    spool_root = redis_config.spool_directory or config.outputs.run_directory / "spool"
+    spool_directory = spool_root if edge_name is None else spool_root / f"edge-{edge_name}"
+    if edge_name is not None:
+        redis_config = redis_config.model_copy(update={"stream": redis_config.clip_stream})
+    return RedisPublisher(
+        redis_config,
+        url,
+        run_id,
+        spool=DiskSpool(spool_directory, int(redis_config.spool_max_megabytes * 2**20)),
+    )

@@ -12,26 +12,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import redis
-
 from engines.base import EngineSpec, load_engine
-from pipeline.clips import ClipBuffer, ClipBufferOutput, TrackEvent
+from pipeline.clip_messages import clip_message, ended_message, started_message
+from pipeline.clips import ClipBuffer, ClipBufferOutput
 from pipeline.config import CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder
-from pipeline.events import Event, EventType
-from pipeline.identity_store import clear_identities, load_identities
-from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
+from pipeline.identity_service import IdentityService
+from pipeline.identity_store import restore_gallery
+from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.mtmc import MtmcRecorder
-from pipeline.publish import RedisPublisher
+from pipeline.publish import StreamRecord, build_publisher
 from pipeline.records import Frame, FrameDetections
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
-from pipeline.spool import DiskSpool
 from pipeline.stats import CameraCounters, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
 from pipeline.visualize import AnnotatedVideoWriter
@@ -66,8 +63,12 @@ class Pipeline:
         run_id: str,
         run_directory: Path,
         on_tick: Callable[[Pipeline], None] | None = None,
+        edge_name: str | None = None,
     ) -> None:
+        """``edge_name`` set: run as an edge, sending clip embeddings to the clip stream for
+        distributed matchers instead of matching here (``--role edge``)."""
         self.config = config
+        self.edge_name = edge_name
         self.run_id = run_id
         self.run_directory = run_directory
         self.redis_url = redis_url
@@ -97,21 +98,15 @@ class Pipeline:
             config.encoder.max_wait_ms,
             on_batch=lambda size, ms: self.latency.record("encode", ms),
         )
-        self.matcher = IdentityMatcher(config.matching)
-        spool_directory = config.redis.spool_directory or config.outputs.run_directory / "spool"
-        self.publisher = RedisPublisher(
-            config.redis,
-            redis_url,
-            run_id,
-            spool=DiskSpool(spool_directory, int(config.redis.spool_max_megabytes * 2**20)),
-        )
+        self.identity = IdentityService(config.matching)
+        self.matcher = self.identity.matcher
+        self.publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.video = (
             AnnotatedVideoWriter(config.outputs.save_video, frame_rates)
             if config.outputs.save_video
             else None
         )
-        self._ending: dict[TrackKey, Event] = {}
         self._stop = threading.Event()
         self.started_at = time.monotonic()
         for camera in config.cameras:
@@ -155,25 +150,8 @@ class Pipeline:
         return result
 
     def _restore_gallery(self) -> None:
-        """Continue the gallery stored in Redis, or clear it when restoring is off (--fresh)."""
-        prefix = self.config.redis.key_prefix
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        try:
-            if self.config.redis.restore_identities:
-                identities, max_global_id = load_identities(client, prefix)
-                self.matcher.restore(identities, max_global_id)
-                if identities:
-                    logger.info("continuing %d identities stored in Redis", len(identities))
-            else:
-                clear_identities(client, prefix)
-            client.delete(f"{prefix}:tracks")  # track ids are per run
-        except redis.RedisError as error:
-            logger.warning(
-                "could not read the stored gallery (%s); starting with an empty one",
-                error.__class__.__name__,
-            )
-        finally:
-            client.close()
+        if self.edge_name is None:
+            restore_gallery(self.redis_url, self.config.redis, self.matcher)
 
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()
@@ -207,45 +185,41 @@ class Pipeline:
         self._handle_buffer_output(output)
         self._match_and_publish(self.encoder.collect())
 
-    def _handle_buffer_output(self, output: ClipBufferOutput) -> list[Event]:
-        events = [self._track_event(EventType.TRACK_STARTED, track) for track in output.started]
+    def _handle_buffer_output(self, output: ClipBufferOutput) -> None:
         for track in output.started:
             self.totals.cameras[track.camera_id].tracks += 1
             self.totals.tracks += 1
-        final_clip_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
-        for track in output.ended:
-            key = (track.camera_id, track.track_id)
-            ended = self._track_event(EventType.TRACK_ENDED, track)
-            if key in final_clip_keys:
-                self._ending[key] = ended  # published once its last clip is matched
-            else:
-                self.matcher.end_track(track.camera_id, track.track_id, track.timestamp)
-                ended.global_id = self.matcher.global_id_of(*key)
-                events.append(ended)
+        final_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
         self.totals.clips_emitted += len(output.clips)
         self.encoder.submit(output.clips)
-        self._publish(events)
-        return events
+        records: list[StreamRecord]
+        if self.edge_name is None:
+            records = [*self.identity.started(output.started)]
+            records += self.identity.ended(output.ended, final_keys)
+        else:
+            records = [started_message(self.edge_name, track) for track in output.started]
+            records += [
+                ended_message(
+                    self.edge_name, track, (track.camera_id, track.track_id) in final_keys
+                )
+                for track in output.ended
+            ]
+        self._publish(records)
 
     def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
+        self.totals.clips_encoded += len(embedded)
+        if self.edge_name is not None:
+            self._publish([clip_message(self.edge_name, item) for item in embedded])
+            return
         if not embedded:
             self._publish([])
             return
         started = time.monotonic()
-        result = self.matcher.update(embedded)
-        for item in embedded:
-            if item.clip.final:
-                key = item.key
-                self.matcher.end_track(key[0], key[1], item.clip.last_timestamp)
-                ended = self._ending.pop(key, None)
-                if ended is not None:
-                    ended.global_id = self.matcher.global_id_of(*key)
-                    result.events.append(ended)
+        result = self.identity.embedded(embedded)
         self.latency.record("match", (time.monotonic() - started) * 1000.0)
-        self.totals.clips_encoded += len(embedded)
         self._publish(result.events, result)
 
-    def _publish(self, events: list[Event], result: MatchResult | None = None) -> None:
+    def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
         started = time.monotonic()
         if result is None:
             sent = self.publisher.publish(events)
@@ -257,19 +231,6 @@ class Pipeline:
             self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
         self.totals.events += len(sent)
 
-    def _track_event(self, event_type: EventType, track: TrackEvent) -> Event:
-        return Event(
-            type=event_type,
-            camera_id=track.camera_id,
-            track_id=track.track_id,
-            global_id=self.matcher.global_id_of(track.camera_id, track.track_id),
-            bbox=np.asarray(track.box, dtype=np.float32),
-            frame_index=track.frame_index,
-            timestamp=track.timestamp,
-            score=track.confidence,
-            captured_at=track.captured_at,
-        )
-
     def _shutdown(self) -> RunResult:
         """Stop readers, flush clips, encode, match and publish what is in flight, close."""
         for source in self.sources:
@@ -280,9 +241,8 @@ class Pipeline:
         self._handle_buffer_output(flushed)
         self._match_and_publish(self.encoder.drain())
         self.encoder.close()
-        leftover = list(self._ending.values())
-        self._ending.clear()
-        self._publish(leftover)
+        if self.edge_name is None:
+            self._publish(self.identity.pending_ends())
         all_sent = self.publisher.flush()
         if not all_sent:
             logger.error(

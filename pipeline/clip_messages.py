@@ -1,0 +1,129 @@
+"""The wire format between edges and matchers: the Redis stream ``crosscam:clips``.
+
+An edge (``--role edge``) runs cameras up to clip embeddings and sends three kinds of message;
+matchers (``--role matcher``) read them with a consumer group and run the identity service.
+All fields are strings (so messages can also wait in the on-disk spool):
+
+- every message: ``schema_version``, ``event_id`` (idempotency key), ``kind`` (``started`` |
+  ``clip`` | ``ended``), ``edge``, ``camera_id``, ``track_id``, ``frame_index``, ``timestamp``,
+  ``bbox`` (``x1,y1,x2,y2``), ``score`` (detection confidence), ``sent_unix``;
+- ``clip``: ``embedding`` (base64 of float32 little-endian), ``quality``, ``final``
+  (``0``/``1``), ``first_timestamp``, ``last_timestamp``;
+- ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.clips import Clip, TrackEvent
+from pipeline.matching import EmbeddedClip
+
+CLIP_SCHEMA_VERSION = 1
+
+
+@dataclass
+class ClipMessage:
+    """One message from an edge; ``to_fields`` gives its stream fields."""
+
+    kind: str
+    edge: str
+    track: TrackEvent
+    embedded: EmbeddedClip | None = None
+    has_final_clip: bool = False
+    event_id: str = ""
+
+    @property
+    def captured_at(self) -> float:
+        return self.track.captured_at
+
+    def to_fields(self) -> dict[str, str]:
+        track = self.track
+        fields = {
+            "schema_version": str(CLIP_SCHEMA_VERSION),
+            "event_id": self.event_id,
+            "kind": self.kind,
+            "edge": self.edge,
+            "camera_id": str(track.camera_id),
+            "track_id": str(track.track_id),
+            "frame_index": str(track.frame_index),
+            "timestamp": repr(float(track.timestamp)),
+            "bbox": ",".join(repr(float(value)) for value in np.asarray(track.box).tolist()),
+            "score": repr(float(track.confidence)),
+            "sent_unix": f"{time.time():.6f}",
+        }
+        if self.kind == "clip" and self.embedded is not None:
+            clip = self.embedded.clip
+            embedding = np.asarray(self.embedded.embedding, dtype="<f4")
+            fields |= {
+                "embedding": base64.b64encode(embedding.tobytes()).decode("ascii"),
+                "quality": repr(float(clip.quality)),
+                "final": "1" if clip.final else "0",
+                "first_timestamp": repr(float(clip.first_timestamp)),
+                "last_timestamp": repr(float(clip.last_timestamp)),
+            }
+        if self.kind == "ended":
+            fields["has_final_clip"] = "1" if self.has_final_clip else "0"
+        return fields
+
+
+def started_message(edge: str, track: TrackEvent) -> ClipMessage:
+    return ClipMessage("started", edge, track)
+
+
+def ended_message(edge: str, track: TrackEvent, has_final_clip: bool) -> ClipMessage:
+    return ClipMessage("ended", edge, track, has_final_clip=has_final_clip)
+
+
+def clip_message(edge: str, embedded: EmbeddedClip) -> ClipMessage:
+    clip = embedded.clip
+    track = TrackEvent(
+        camera_id=clip.camera_id,
+        track_id=clip.track_id,
+        frame_index=clip.last_frame_index,
+        timestamp=clip.last_timestamp,
+        box=clip.last_box,
+        confidence=clip.quality,
+        captured_at=clip.captured_at,
+    )
+    return ClipMessage("clip", edge, track, embedded=embedded)
+
+
+def parse_message(fields: dict[str, str]) -> ClipMessage:
+    """Rebuild a message from stream fields (``captured_at`` becomes local monotonic now)."""
+    track = TrackEvent(
+        camera_id=int(fields["camera_id"]),
+        track_id=int(fields["track_id"]),
+        frame_index=int(fields["frame_index"]),
+        timestamp=float(fields["timestamp"]),
+        box=np.asarray([float(value) for value in fields["bbox"].split(",")], dtype=np.float32),
+        confidence=float(fields["score"]),
+        captured_at=time.monotonic(),
+    )
+    kind = fields["kind"]
+    message = ClipMessage(kind, fields["edge"], track, event_id=fields.get("event_id", ""))
+    if kind == "clip":
+        embedding = np.frombuffer(base64.b64decode(fields["embedding"]), dtype="<f4")
+        clip = Clip(
+            camera_id=track.camera_id,
+            track_id=track.track_id,
+            crops=np.zeros((0, 1, 1, 3), dtype=np.uint8),
+            frame_indices=np.zeros(0, dtype=np.int64),
+            quality=float(fields["quality"]),
+            final=fields["final"] == "1",
+            first_timestamp=float(fields["first_timestamp"]),
+            last_timestamp=float(fields["last_timestamp"]),
+            last_frame_index=track.frame_index,
+            last_box=track.box,
+            captured_at=track.captured_at,
+        )
+        message.embedded = EmbeddedClip(clip, embedding.astype(np.float32))
+    elif kind == "ended":
+        message.has_final_clip = fields.get("has_final_clip") == "1"
+    elif kind != "started":
+        raise ValueError(f"unknown clip message kind {kind!r}")
+    return message

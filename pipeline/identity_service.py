@@ -1,0 +1,85 @@
+"""The identity layer as one service: the matcher plus track life-cycle bookkeeping.
+
+The same class runs inside the single-process pipeline (``--role all``) and in the distributed
+matcher (``--role matcher``), so both assign identities with exactly the same code. It turns
+track starts, embedded clips and track ends into events:
+
+- ``track_started`` when a track appears (global id ``-1``, unknown yet);
+- ``identity_assigned`` / ``identity_merged`` from the matcher;
+- ``track_ended`` after the track's last clip was matched, so it carries the final global id.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pipeline.clips import TrackEvent
+from pipeline.config import MatchingConfig
+from pipeline.events import Event, EventType
+from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
+
+
+class IdentityService:
+    """``started(tracks)``, ``ended(tracks, keys_with_final_clip)``, ``embedded(clips)``."""
+
+    def __init__(self, config: MatchingConfig) -> None:
+        self.matcher = IdentityMatcher(config)
+        self._ending: dict[TrackKey, Event] = {}
+        self.match_latency_ms: list[float] = []
+
+    def started(self, tracks: list[TrackEvent]) -> list[Event]:
+        return [self._track_event(EventType.TRACK_STARTED, track) for track in tracks]
+
+    def ended(self, tracks: list[TrackEvent], keys_with_final_clip: set[TrackKey]) -> list[Event]:
+        """Events for ended tracks; those with a last clip in flight wait for it."""
+        events = []
+        for track in tracks:
+            key = (track.camera_id, track.track_id)
+            event = self._track_event(EventType.TRACK_ENDED, track)
+            if key in keys_with_final_clip:
+                self._ending[key] = event
+            else:
+                self.matcher.end_track(track.camera_id, track.track_id, track.timestamp)
+                event.global_id = self.matcher.global_id_of(*key)
+                events.append(event)
+        return events
+
+    def embedded(self, embedded: list[EmbeddedClip]) -> MatchResult:
+        """Match a batch of embedded clips; deferred ``track_ended`` events follow their clip."""
+        started = time.monotonic()
+        result = self.matcher.update(embedded)
+        for item in embedded:
+            if not item.clip.final:
+                continue
+            key = item.key
+            self.matcher.end_track(key[0], key[1], item.clip.last_timestamp)
+            event = self._ending.pop(key, None)
+            if event is not None:
+                event.global_id = self.matcher.global_id_of(*key)
+                result.events.append(event)
+        if embedded:
+            self.match_latency_ms.append((time.monotonic() - started) * 1000.0)
+        return result
+
+    def pending_ends(self) -> list[Event]:
+        """Ended tracks whose last clip never arrived (shutdown): publish them as they are."""
+        events = list(self._ending.values())
+        self._ending.clear()
+        for event in events:
+            event.global_id = self.matcher.global_id_of(event.camera_id, event.track_id)
+        return events
+
+    def _track_event(self, event_type: EventType, track: TrackEvent) -> Event:
+        return Event(
+            type=event_type,
+            camera_id=track.camera_id,
+            track_id=track.track_id,
+            global_id=self.matcher.global_id_of(track.camera_id, track.track_id),
+            bbox=np.asarray(track.box, dtype=np.float32),
+            frame_index=track.frame_index,
+            timestamp=track.timestamp,
+            score=track.confidence,
+            captured_at=track.captured_at,
+        )
