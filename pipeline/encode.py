@@ -125,6 +125,8 @@ class BatchingEncoder:
         started = time.monotonic()
         try:
             embeddings = self.engine.infer(clips_to_batch(clips))
+            if len(embeddings) != len(clips):  # checked here: a raise below would end the worker
+                raise ValueError(f"{len(embeddings)} embeddings for {len(clips)} clips")
         except Exception:
             logger.exception("encoder failed on a batch of %d clips; they are skipped", len(clips))
             embeddings = None

@@ -58,7 +58,7 @@ class EmbeddedRedis:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout_seconds: float = 10.0) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it answers (itself, not another one on the port)."""
         self.data_directory.mkdir(parents=True, exist_ok=True)
         command = [
             redis_server_executable(),
@@ -82,13 +82,15 @@ class EmbeddedRedis:
                     f"embedded redis-server exited at start; see {self.data_directory}/redis.log"
                 )
             try:
-                client.ping()
-                logger.info("embedded Redis at %s (data in %s)", self.url, self.data_directory)
-                return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
+                answering_pid = client.info("server").get("process_id")
+            except redis.RedisError:  # not up yet, or not a Redis we can talk to
+                answering_pid = None
             finally:
                 client.close()
+            if answering_pid == self._process.pid:  # not another server holding the port
+                logger.info("embedded Redis at %s (data in %s)", self.url, self.data_directory)
+                return self
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"embedded redis-server did not answer within {timeout_seconds} s")
 

@@ -285,13 +285,15 @@ class FrameGatherer:
             except queue.Empty:
                 return None
         while True:
+            finished = source.finished  # a finished source is drained, never waited for
             try:
-                frame = source.frames.get(timeout=self.poll_seconds)
-                frame.captured_at = time.monotonic()  # read-ahead is not latency in lockstep
-                return frame
+                if finished:
+                    frame = source.frames.get_nowait()
+                else:
+                    frame = source.frames.get(timeout=self.poll_seconds)
             except queue.Empty:
-                if source.finished:
-                    try:
-                        return source.frames.get_nowait()
-                    except queue.Empty:
-                        return None
+                if finished:
+                    return None
+                continue
+            frame.captured_at = time.monotonic()  # read-ahead is not latency in lockstep
+            return frame
