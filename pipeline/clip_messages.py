@@ -8,7 +8,7 @@ All fields are strings (so messages can also wait in the on-disk spool):
   ``clip`` | ``ended``), ``edge``, ``camera_id``, ``track_id``, ``frame_index``, ``timestamp``,
   ``bbox`` (``x1,y1,x2,y2``), ``score`` (detection confidence), ``sent_unix``;
 - ``clip``: ``embedding`` (base64 of float32 little-endian), ``quality``, ``final``
-  (``0``/``1``), ``first_timestamp``, ``last_timestamp``;
+  (``0``/``1``), ``first_timestamp``, ``last_timestamp``, ``first_bbox`` (optional);
 - ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message.
 """
 
@@ -66,6 +66,8 @@ class ClipMessage:
                 "first_timestamp": repr(float(clip.first_timestamp)),
                 "last_timestamp": repr(float(clip.last_timestamp)),
             }
+            if clip.first_box is not None:
+                fields["first_bbox"] = ",".join(repr(float(v)) for v in clip.first_box.tolist())
         if self.kind == "ended":
             fields["has_final_clip"] = "1" if self.has_final_clip else "0"
         return fields
@@ -100,7 +102,7 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
         track_id=int(fields["track_id"]),
         frame_index=int(fields["frame_index"]),
         timestamp=float(fields["timestamp"]),
-        box=np.asarray([float(value) for value in fields["bbox"].split(",")], dtype=np.float32),
+        box=_box(fields["bbox"]),
         confidence=float(fields["score"]),
         captured_at=time.monotonic(),
     )
@@ -120,6 +122,7 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
             last_frame_index=track.frame_index,
             last_box=track.box,
             captured_at=track.captured_at,
+            first_box=_box(fields["first_bbox"]) if "first_bbox" in fields else None,
         )
         message.embedded = EmbeddedClip(clip, embedding.astype(np.float32))
     elif kind == "ended":
@@ -127,3 +130,7 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
     elif kind != "started":
         raise ValueError(f"unknown clip message kind {kind!r}")
     return message
+
+
+def _box(text: str) -> np.ndarray:
+    return np.asarray([float(value) for value in text.split(",")], dtype=np.float32)

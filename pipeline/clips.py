@@ -34,6 +34,7 @@ class Clip:
         first_timestamp / last_timestamp: seconds, span of the whole track so far.
         last_box: float32 ``(4,)`` xyxy of the newest box.
         captured_at: monotonic time the newest frame of the clip was read (for latency).
+        first_box: float32 ``(4,)`` xyxy of the track's first box (same-camera re-association).
     """
 
     camera_id: int
@@ -47,6 +48,7 @@ class Clip:
     last_frame_index: int
     last_box: np.ndarray
     captured_at: float
+    first_box: np.ndarray | None = None
 
 
 @dataclass
@@ -85,6 +87,7 @@ class _TrackState:
     last_timestamp: float
     last_frame_index: int
     last_box: np.ndarray
+    first_box: np.ndarray
     last_confidence: float
     captured_at: float
     frames_seen: int = 0
@@ -179,6 +182,7 @@ class ClipBuffer:
             last_timestamp=frame_detections.timestamp,
             last_frame_index=frame_detections.frame_index,
             last_box=np.asarray(box, dtype=np.float32),
+            first_box=np.asarray(box, dtype=np.float32),
             last_confidence=confidence,
             captured_at=frame_detections.frame.captured_at,
         )
@@ -211,6 +215,7 @@ class ClipBuffer:
             last_frame_index=state.last_frame_index,
             last_box=state.last_box.copy(),
             captured_at=state.captured_at,
+            first_box=state.first_box.copy(),
         )
 
     def _end_stale_tracks(self, now: float, output: ClipBufferOutput) -> None:

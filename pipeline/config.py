@@ -135,6 +135,25 @@ class EncoderConfig(StrictModel):
     max_wait_ms: float = Field(default=20.0, ge=0)
 
 
+class TopologyMode(StrEnum):
+    """What a match outside a camera pair's transition window gets."""
+
+    PENALIZE = "penalize"
+    FORBID = "forbid"
+
+
+class TransitionWindow(StrictModel):
+    """How long a person takes from ``from_camera`` to ``to_camera`` (``overlap``: the views
+    overlap, so being seen in both at once is normal)."""
+
+    from_camera: int
+    to_camera: int
+    min_seconds: float = 0.0
+    max_seconds: float = Field(default=60.0, ge=0)
+    overlap: bool = False
+    symmetric: bool = Field(default=True, description="also applies from to_camera to from_camera")
+
+
 class MatchingConfig(StrictModel):
     """Cross-camera identity matching."""
 
@@ -144,6 +163,29 @@ class MatchingConfig(StrictModel):
     max_feature_weight: float = Field(
         default=8.0, gt=0, description="cap on accumulated clip quality behind a feature"
     )
+    prototypes_per_identity: int = Field(
+        default=4, ge=1, description="diverse clip embeddings kept per identity (views, poses)"
+    )
+    prototype_novelty: float = Field(
+        default=0.85, ge=-1, le=1, description="a clip less similar to every prototype is new"
+    )
+    threshold_mode: str = Field(
+        default="fixed", pattern="^(fixed|quantile)$", description="quantile: learn from negatives"
+    )
+    negative_quantile: float = Field(default=0.95, gt=0, lt=1)
+    min_negatives: int = Field(default=30, ge=1, description="before the quantile is used")
+    reassociation_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="same camera: a new track may continue one ended this recently",
+    )
+    reassociation_distance: float = Field(
+        default=1.5, gt=0, description="…starting within this many box heights of its end"
+    )
+    reassociation_similarity: float = Field(default=0.45, ge=-1, le=1)
+    topology: list[TransitionWindow] = Field(default_factory=list)
+    topology_mode: TopologyMode = TopologyMode.PENALIZE
+    topology_penalty: float = Field(default=0.15, ge=0)
 
 
 class RedisConfig(StrictModel):

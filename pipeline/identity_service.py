@@ -41,7 +41,7 @@ class IdentityService:
             if key in keys_with_final_clip:
                 self._ending[key] = event
             else:
-                self.matcher.end_track(track.camera_id, track.track_id, track.timestamp)
+                self.matcher.end_track(track.camera_id, track.track_id, track.timestamp, track.box)
                 event.global_id = self.matcher.global_id_of(*key)
                 events.append(event)
         return events
@@ -54,7 +54,7 @@ class IdentityService:
             if not item.clip.final:
                 continue
             key = item.key
-            self.matcher.end_track(key[0], key[1], item.clip.last_timestamp)
+            self.matcher.end_track(key[0], key[1], item.clip.last_timestamp, item.clip.last_box)
             event = self._ending.pop(key, None)
             if event is not None:
                 event.global_id = self.matcher.global_id_of(*key)

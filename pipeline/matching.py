@@ -13,6 +13,7 @@ were ever seen at the same time in the same camera. Identities unseen for ``ttl`
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
+from pipeline.matching_rules import NegativeThreshold, TopologyRules, near_in_image
 
 TrackKey = tuple[int, int]
 """``(camera_id, track_id)``."""
@@ -49,6 +51,7 @@ class TrackSpan:
     start: float
     end: float
     active: bool = True
+    last_box: np.ndarray | None = None
 
 
 @dataclass
@@ -69,6 +72,14 @@ class Identity:
     last_seen: float
     tracks: dict[TrackKey, TrackSpan] = field(default_factory=dict)
     last_seen_by_camera: dict[int, float] = field(default_factory=dict)
+    prototypes: list[np.ndarray] = field(default_factory=list)
+
+    def similarity(self, embedding: np.ndarray) -> float:
+        """Cosine similarity to the closest of the mean feature and the prototypes."""
+        best = float(embedding @ self.feature)
+        for prototype in self.prototypes:
+            best = max(best, float(embedding @ prototype))
+        return best
 
     @property
     def cameras(self) -> list[int]:
@@ -119,6 +130,13 @@ class IdentityMatcher:
         self._now = 0.0
         self.expired_count = 0
         self.expired_multi_camera_count = 0
+        self.topology = TopologyRules(
+            config.topology, config.topology_mode, config.topology_penalty
+        )
+        self.threshold = NegativeThreshold(config)
+        self._live_tracks: dict[TrackKey, tuple[np.ndarray, float, float]] = {}
+        self._recently_ended: deque[tuple[TrackKey, float, np.ndarray, int]] = deque(maxlen=256)
+        self.reassociations = 0
 
     def reset(self) -> None:
         """Forget every identity."""
@@ -149,6 +167,8 @@ class IdentityMatcher:
         result = MatchResult()
         if embedded_clips:
             self._now = max(self._now, *(item.clip.last_timestamp for item in embedded_clips))
+        for item in embedded_clips:
+            self._collect_negatives(item)
         known = [item for item in embedded_clips if item.key in self.track_to_identity]
         new = [item for item in embedded_clips if item.key not in self.track_to_identity]
         for item in known:
@@ -157,8 +177,14 @@ class IdentityMatcher:
         self._expire(result)
         return result
 
-    def end_track(self, camera_id: int, track_id: int, timestamp: float) -> None:
-        """Mark a track as gone; its identity stays in the gallery until its TTL."""
+    def end_track(
+        self, camera_id: int, track_id: int, timestamp: float, box: np.ndarray | None = None
+    ) -> None:
+        """Mark a track as gone; its identity stays in the gallery until its TTL.
+
+        ``box`` (xyxy, its last) lets a new track starting nearby soon after continue it.
+        """
+        self._live_tracks.pop((camera_id, track_id), None)
         global_id = self.track_to_identity.get((camera_id, track_id))
         if global_id is None or global_id not in self.identities:
             return
@@ -166,19 +192,72 @@ class IdentityMatcher:
         if span is not None:
             span.end = max(span.end, timestamp)
             span.active = False
+            last_box = box if box is not None else span.last_box
+            if last_box is not None:
+                self._recently_ended.append(((camera_id, track_id), span.end, last_box, global_id))
+
+    def _collect_negatives(self, item: EmbeddedClip) -> None:
+        """Tracks visible together in one camera are different people: keep their similarity."""
+        clip = item.clip
+        similarities = []
+        for key, (embedding, start, end) in self._live_tracks.items():
+            if key[0] != clip.camera_id or key == item.key:
+                continue
+            if min(end, clip.last_timestamp) - max(start, clip.first_timestamp) > 0:
+                similarities.append(float(item.embedding @ embedding))
+        self.threshold.add(similarities)
+        self._live_tracks[item.key] = (item.embedding, clip.first_timestamp, clip.last_timestamp)
+
+    def _reassociate(self, item: EmbeddedClip) -> tuple[Identity, float] | None:
+        """A recent track of the same camera that ended near where this one starts, and looks
+        like it: continue its identity (tracks broken by occlusions)."""
+        config = self.config
+        if config.reassociation_seconds <= 0:
+            return None
+        clip = item.clip
+        start_box = clip.first_box if clip.first_box is not None else clip.last_box
+        best: tuple[Identity, float] | None = None
+        for key, ended_at, box, global_id in self._recently_ended:
+            gap = clip.first_timestamp - ended_at
+            if key[0] != clip.camera_id or not gap >= -OVERLAP_TOLERANCE_SECONDS:
+                continue
+            identity = self.identities.get(global_id)
+            if gap > config.reassociation_seconds or identity is None:
+                continue
+            if not near_in_image(box, start_box, config.reassociation_distance):
+                continue
+            if identity.conflicts_with(
+                clip.camera_id, clip.first_timestamp, clip.last_timestamp, item.key
+            ):
+                continue
+            similarity = identity.similarity(item.embedding)
+            if similarity >= config.reassociation_similarity and (
+                best is None or similarity > best[1]
+            ):
+                best = (identity, similarity)
+        return best
 
     def _assign_new_tracks(self, new: list[EmbeddedClip], result: MatchResult) -> None:
         if not new:
             return
+        remaining = []
+        for item in new:
+            continued = self._reassociate(item)
+            if continued is None:
+                remaining.append(item)
+                continue
+            self.reassociations += 1
+            self._attach(item, continued[0], continued[1], result)
+        new = remaining
+        if not new:
+            return
+        threshold = self.threshold.value
         identities = list(self.identities.values())
         unmatched = list(range(len(new)))
         if identities:
-            similarity = (
-                np.stack([item.embedding for item in new])
-                @ np.stack([identity.feature for identity in identities]).T
-            )
+            similarity = self._similarities(new, identities)
             cost = np.where(self._allowed(new, identities), 1.0 - similarity, np.inf)
-            cost = np.where(similarity >= self.config.similarity_threshold, cost, np.inf)
+            cost = np.where(similarity >= threshold, cost, np.inf)
             rows, columns = _assignment(cost)
             for row, column in zip(rows, columns, strict=True):
                 self._attach(new[row], identities[column], float(similarity[row, column]), result)
@@ -186,20 +265,38 @@ class IdentityMatcher:
         created: list[Identity] = []
         for row in sorted(unmatched, key=lambda row: -new[row].clip.quality):
             item = new[row]
-            best, best_similarity = None, self.config.similarity_threshold
+            best, best_similarity = None, threshold
             for identity in created:
-                similarity = float(item.embedding @ identity.feature)
+                candidate_similarity = identity.similarity(item.embedding)
                 clip = item.clip
                 conflict = identity.conflicts_with(
                     clip.camera_id, clip.first_timestamp, clip.last_timestamp, item.key
                 )
-                if similarity >= best_similarity and not conflict:
-                    best, best_similarity = identity, similarity
+                if candidate_similarity >= best_similarity and not conflict:
+                    best, best_similarity = identity, candidate_similarity
             if best is None:
                 best = self._create(item)
                 created.append(best)
                 best_similarity = 1.0
             self._attach(item, best, best_similarity, result)
+
+    def _similarities(self, new: list[EmbeddedClip], identities: list[Identity]) -> np.ndarray:
+        """``(len(new), len(identities))`` similarities, topology verdicts applied."""
+        similarity = np.array(
+            [[identity.similarity(item.embedding) for identity in identities] for item in new],
+            dtype=np.float64,
+        ).reshape(len(new), len(identities))
+        if self.topology:
+            for row, item in enumerate(new):
+                clip = item.clip
+                for column, identity in enumerate(identities):
+                    violated = self.topology.violation(
+                        identity.last_seen_by_camera, clip.camera_id, clip.first_timestamp
+                    )
+                    similarity[row, column] = self.topology.adjust(
+                        similarity[row, column], violated
+                    )
+        return similarity
 
     def _allowed(self, new: list[EmbeddedClip], identities: list[Identity]) -> np.ndarray:
         allowed = np.ones((len(new), len(identities)), dtype=bool)
@@ -238,12 +335,14 @@ class IdentityMatcher:
         mixed = identity.weight * identity.feature + quality * item.embedding
         identity.feature = _unit(mixed)
         identity.weight = min(identity.weight + quality, self.config.max_feature_weight)
+        self._update_prototypes(identity, item.embedding)
         span = identity.tracks.setdefault(
             item.key, TrackSpan(clip.first_timestamp, clip.last_timestamp)
         )
         span.start = min(span.start, clip.first_timestamp)
         span.end = max(span.end, clip.last_timestamp)
         span.active = not clip.final
+        span.last_box = clip.last_box
         identity.first_seen = min(identity.first_seen, clip.first_timestamp)
         identity.last_seen = max(identity.last_seen, clip.last_timestamp)
         previous = identity.last_seen_by_camera.get(clip.camera_id, clip.last_timestamp)
@@ -255,14 +354,14 @@ class IdentityMatcher:
             del self.track_to_identity[item.key]
             self._assign_new_tracks([item], result)
             return
+        own_similarity = identity.similarity(item.embedding)
         self._absorb(identity, item)
         _mark_changed(result, identity)
-        own_similarity = float(item.embedding @ identity.feature)
         candidate, candidate_similarity = None, self.config.merge_threshold
         for other in self.identities.values():
             if other.global_id == identity.global_id:
                 continue
-            similarity = float(item.embedding @ other.feature)
+            similarity = other.similarity(item.embedding)
             if similarity > max(candidate_similarity, own_similarity):
                 candidate, candidate_similarity = other, similarity
         if candidate is not None and not identity.ever_simultaneous_with(candidate):
@@ -281,6 +380,8 @@ class IdentityMatcher:
         total = keep.weight + fold.weight
         keep.feature = _unit(keep.weight * keep.feature + fold.weight * fold.feature)
         keep.weight = min(total, self.config.max_feature_weight)
+        for prototype in fold.prototypes:
+            self._update_prototypes(keep, prototype)
         keep.tracks.update(fold.tracks)
         keep.first_seen = min(keep.first_seen, fold.first_seen)
         keep.last_seen = max(keep.last_seen, fold.last_seen)
@@ -297,6 +398,25 @@ class IdentityMatcher:
         result.changed = [identity for identity in result.changed if identity is not fold]
         _mark_changed(result, keep)
         result.removed.append(fold.global_id)
+
+    def _update_prototypes(self, identity: Identity, embedding: np.ndarray) -> None:
+        """Keep up to K diverse prototypes: a novel view is added (the most redundant one goes
+        when full); a familiar one refines its nearest prototype."""
+        limit = self.config.prototypes_per_identity
+        if not identity.prototypes:
+            identity.prototypes.append(embedding.astype(np.float32))
+            return
+        similarities = [float(embedding @ prototype) for prototype in identity.prototypes]
+        nearest = int(np.argmax(similarities))
+        if similarities[nearest] >= self.config.prototype_novelty:
+            identity.prototypes[nearest] = _unit(identity.prototypes[nearest] + embedding)
+            return
+        identity.prototypes.append(embedding.astype(np.float32))
+        if len(identity.prototypes) > limit:
+            stacked = np.stack(identity.prototypes)
+            gram = stacked @ stacked.T
+            np.fill_diagonal(gram, -np.inf)
+            identity.prototypes.pop(int(np.argmax(gram.max(axis=1))))
 
     def _expire(self, result: MatchResult) -> None:
         deadline = self._now - self.config.identity_ttl_seconds
