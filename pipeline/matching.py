@@ -169,11 +169,12 @@ class IdentityMatcher:
             self._now = max(self._now, *(item.clip.last_timestamp for item in embedded_clips))
         for item in embedded_clips:
             self._collect_negatives(item)
-        known = [item for item in embedded_clips if item.key in self.track_to_identity]
-        new = [item for item in embedded_clips if item.key not in self.track_to_identity]
-        for item in known:
-            self._refine(item, result)
-        self._assign_new_tracks(new, result)
+        for round_items in _rounds_by_track(embedded_clips):
+            known = [item for item in round_items if item.key in self.track_to_identity]
+            new = [item for item in round_items if item.key not in self.track_to_identity]
+            for item in known:
+                self._refine(item, result)
+            self._assign_new_tracks(new, result)
         self._expire(result)
         return result
 
@@ -282,10 +283,7 @@ class IdentityMatcher:
 
     def _similarities(self, new: list[EmbeddedClip], identities: list[Identity]) -> np.ndarray:
         """``(len(new), len(identities))`` similarities, topology verdicts applied."""
-        similarity = np.array(
-            [[identity.similarity(item.embedding) for identity in identities] for item in new],
-            dtype=np.float64,
-        ).reshape(len(new), len(identities))
+        similarity = gallery_similarities(np.stack([item.embedding for item in new]), identities)
         if self.topology:
             for row, item in enumerate(new):
                 clip = item.clip
@@ -358,12 +356,12 @@ class IdentityMatcher:
         self._absorb(identity, item)
         _mark_changed(result, identity)
         candidate, candidate_similarity = None, self.config.merge_threshold
-        for other in self.identities.values():
-            if other.global_id == identity.global_id:
-                continue
-            similarity = other.similarity(item.embedding)
-            if similarity > max(candidate_similarity, own_similarity):
-                candidate, candidate_similarity = other, similarity
+        others = [other for other in self.identities.values() if other is not identity]
+        if others:
+            similarities = gallery_similarities(item.embedding[None], others)[0]
+            best = int(np.argmax(similarities))
+            if similarities[best] > max(candidate_similarity, own_similarity):
+                candidate, candidate_similarity = others[best], float(similarities[best])
         if candidate is not None and not identity.ever_simultaneous_with(candidate):
             self._merge(identity, candidate, item, candidate_similarity, result)
 
@@ -445,6 +443,36 @@ class IdentityMatcher:
             score=similarity,
             captured_at=clip.captured_at,
         )
+
+
+def gallery_similarities(embeddings: np.ndarray, identities: list[Identity]) -> np.ndarray:
+    """Similarity of each embedding to each identity (its closest of feature and prototypes).
+
+    Args:
+        embeddings: float32 ``(N, D)`` unit rows.
+        identities: ``M`` identities.
+
+    Returns:
+        float64 ``(N, M)``.
+    """
+    vectors = [[identity.feature, *identity.prototypes] for identity in identities]
+    starts = np.cumsum([0] + [len(group) for group in vectors[:-1]])
+    matrix = np.stack([vector for group in vectors for vector in group])
+    return np.maximum.reduceat(embeddings @ matrix.T, starts, axis=1).astype(np.float64)
+
+
+def _rounds_by_track(items: list[EmbeddedClip]) -> list[list[EmbeddedClip]]:
+    """Split a batch so each track appears at most once per round, in arrival order (a batch
+    can hold several clips of one track; the first decides its identity, later ones refine)."""
+    rounds: list[list[EmbeddedClip]] = []
+    seen_in: dict[TrackKey, int] = {}
+    for item in items:
+        index = seen_in.get(item.key, -1) + 1
+        seen_in[item.key] = index
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(item)
+    return rounds
 
 
 def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
