@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+from typing import Any
 
 import redis
 
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--group", default="printers")
     parser.add_argument("--from-start", action="store_true", help="also read past events")
     arguments = parser.parse_args()
-    client = redis.Redis.from_url(arguments.redis_url, decode_responses=True)
+    client: Any = redis.Redis.from_url(arguments.redis_url, decode_responses=True)
     try:
         start = "0" if arguments.from_start else "$"
         client.xgroup_create(arguments.stream, arguments.group, id=start, mkstream=True)
