@@ -50,6 +50,9 @@ class Engine(Protocol):
 
 BACKENDS: dict[str, str] = {
     "torch": "engines.torch_backend:TorchEngine",
+    "onnxruntime": "engines.onnxruntime_backend:OnnxRuntimeEngine",
+    "tensorrt": "engines.tensorrt_backend:TensorRTEngine",
+    "auto": "engines.auto:AutoEngine",
 }
 
 

@@ -1,15 +1,34 @@
-"""The PyTorch backend: an encoder module run eagerly under ``torch.inference_mode``."""
+"""The PyTorch backend: an encoder module run under ``torch.inference_mode``.
+
+Options (``EngineSpec.options``), all off by default (plain eager fp32):
+
+- ``precision``: ``"fp32"`` or ``"fp16"`` (autocast to half on CUDA; ignored with a warning on
+  the CPU).
+- ``channels_last``: convert the module's weights to channels-last memory format.
+- ``compile``: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"`` captures CUDA graphs,
+  ``"max-autotune"``); batches are then padded to fixed buckets so that each size is compiled
+  (and captured) once.
+- ``batch_buckets``: list of batch sizes to pad batches up to; default powers of two up to
+  ``max_batch`` (default 64) when compiling, none otherwise.
+
+On CUDA the input goes through a reused pinned host buffer and a non-blocking copy.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from engines.base import EngineSpec
+from engines.buckets import BatchBuckets, run_in_buckets
 
 logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16")
 
 
 class TorchEngine:
@@ -21,23 +40,101 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, module: torch.nn.Module, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        device: str = "cpu",
+        *,
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile_mode: str | None = None,
+        batch_buckets: BatchBuckets | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = torch.device(device)
-        self.module = module.to(self.device).eval()
+        self.precision = precision
+        if precision == "fp16" and self.device.type != "cuda":
+            logger.warning("fp16 autocast needs CUDA; running fp32 on %s", self.device)
+            self.precision = "fp32"
+        module = module.to(self.device).eval()
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.channels_last = channels_last
+        self.compile_mode = compile_mode
+        self._forward: Callable[[torch.Tensor], Any] = (
+            module if compile_mode is None else torch.compile(module, mode=compile_mode)
+        )
+        self.batch_buckets = batch_buckets
+        self._pinned: torch.Tensor | None = None
 
     @classmethod
     def load(cls, spec: EngineSpec) -> TorchEngine:
         """Build the encoder named by ``spec.model`` (or a saved checkpoint) on its device."""
         from reid_models.factory import build_encoder
 
+        options = spec.options
         module = build_encoder(
-            spec.model, spec.weights, backbone=str(spec.options.get("backbone", "osnet_x0_25"))
+            spec.model, spec.weights, backbone=str(options.get("backbone", "osnet_x0_25"))
         )
-        logger.info("torch engine: %s on %s", spec.model, spec.device)
-        return cls(module, spec.device)
+        compile_option = options.get("compile", False)
+        compile_mode: str | None
+        if compile_option is True:
+            compile_mode = "default"
+        elif isinstance(compile_option, str) and compile_option:
+            compile_mode = compile_option
+        else:
+            compile_mode = None
+        buckets = options.get("batch_buckets")
+        if buckets is not None:
+            batch_buckets: BatchBuckets | None = BatchBuckets.of(buckets)
+        elif compile_mode is not None:
+            batch_buckets = BatchBuckets.powers_of_two(int(options.get("max_batch", 64)))
+        else:
+            batch_buckets = None
+        engine = cls(
+            module,
+            spec.device,
+            precision=str(options.get("precision", "fp32")),
+            channels_last=bool(options.get("channels_last", False)),
+            compile_mode=compile_mode,
+            batch_buckets=batch_buckets,
+        )
+        logger.info(
+            "torch engine: %s on %s (%s%s%s)",
+            spec.model,
+            spec.device,
+            engine.precision,
+            ", channels_last" if engine.channels_last else "",
+            f", compiled ({compile_mode})" if compile_mode else "",
+        )
+        return engine
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Embed clips: float32 ``(batch, T, 3, H, W)`` -> float32 ``(batch, D)``."""
+        clips = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.batch_buckets is None:
+            return self._run(clips)
+        return run_in_buckets(clips, self.batch_buckets, self._run)
+
+    def _to_device(self, clips: np.ndarray) -> torch.Tensor:
+        host = torch.from_numpy(clips)
+        if self.device.type != "cuda":
+            return host
+        if self._pinned is None or self._pinned.numel() < host.numel():
+            self._pinned = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
+        staging = self._pinned[: host.numel()].view(host.shape)
+        staging.copy_(host)
+        # The previous batch's output was copied back (synchronising) before this overwrite.
+        return staging.to(self.device, non_blocking=True)
+
+    def _run(self, clips: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            inputs = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            outputs = self.module(inputs)
-        return outputs.float().cpu().numpy()
+            inputs = self._to_device(clips)
+            if self.precision == "fp16":
+                with torch.autocast(device_type="cuda", dtype=torch.float16):
+                    outputs = self._forward(inputs)
+            else:
+                outputs = self._forward(inputs)
+        return np.asarray(outputs.float().cpu().numpy(), dtype=np.float32)

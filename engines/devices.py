@@ -1,0 +1,47 @@
+"""Device strings (``"cpu"``, ``"cuda"``, ``"cuda:N"``) and what the machine has, asked lazily.
+
+Nothing here imports torch at module import time; the CUDA questions import it when asked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+
+def cuda_device_index(device: str) -> int | None:
+    """``None`` for ``"cpu"``, ``N`` for ``"cuda:N"``, ``0`` for ``"cuda"``.
+
+    Raises:
+        ValueError: any other string.
+    """
+    device = device.strip().lower()
+    if device == "cpu":
+        return None
+    if device == "cuda":
+        return 0
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index.isdigit():
+        return int(index)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def gpu_name(index: int = 0) -> str:
+    """The CUDA device's name as torch reports it (e.g. ``"NVIDIA H100 80GB HBM3"``)."""
+    import torch
+
+    return str(torch.cuda.get_device_name(index))
+
+
+def module_available(name: str) -> bool:
+    """Whether ``import name`` would find a module, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
