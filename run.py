@@ -21,6 +21,7 @@ from types import FrameType
 from rich.console import Console
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from pipeline.config import ConfigError, CrosscamConfig, load_config
 
@@ -117,7 +118,7 @@ def run(argv: list[str]) -> int:
     try:
         config = load_role_config(arguments)
     except ConfigError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_CONFIG_ERROR
     name = arguments.name or f"{socket.gethostname()}-{os.getpid()}"
     if arguments.role == "matcher":

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reid_models.sampling import SamplingMode
 
@@ -50,6 +57,15 @@ class CameraConfig(StrictModel):
     start_seconds: float = Field(default=0.0, ge=0, description="files: start of the segment")
     end_seconds: float | None = Field(default=None, gt=0, description="files: end of segment")
     queue_size: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _segment_is_not_empty(self) -> CameraConfig:
+        if self.end_seconds is not None and self.end_seconds <= self.start_seconds:
+            raise ValueError(
+                f"end_seconds ({self.end_seconds}) must be after start_seconds "
+                f"({self.start_seconds})"
+            )
+        return self
 
     @field_validator("uri", mode="before")
     @classmethod
@@ -262,6 +278,7 @@ def load_config(
         raise ConfigError(f"{path}{where}: not valid YAML ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping with a 'cameras' list")
+    raw = {key: value for key, value in raw.items() if value is not None}  # empty section
     for override in overrides or []:
         apply_override(raw, override)
     try:

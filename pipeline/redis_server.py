@@ -40,8 +40,8 @@ def free_tcp_port() -> int:
 class EmbeddedRedis:
     """A real Redis server process owned by this object.
 
-    Data is kept in ``data_directory`` (RDB snapshot ``crosscam.rdb`` plus an append-only
-    file), so a later run or ``run.py inspect`` can read what a run published.
+    Data is kept in ``data_directory`` in an append-only file (fsync'd every second), so a
+    later run or ``run.py inspect`` can read what a run published.
     """
 
     def __init__(self, data_directory: Path, port: int | None = None) -> None:

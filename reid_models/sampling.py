@@ -65,8 +65,14 @@ def sample_clip_indices(
         return np.concatenate([np.arange(frame_count), padding]).astype(np.int64)
     if mode is SamplingMode.CHUNKS:
         edges = np.linspace(0, frame_count, clip_length + 1)
-        starts = np.floor(edges[:-1]).astype(np.int64)
-        ends = np.maximum(np.ceil(edges[1:]).astype(np.int64), starts + 1)
+        # Disjoint chunks [ceil(k n/T), ceil((k+1) n/T)) when there are enough frames;
+        # shorter tracklets must repeat frames, so their chunks start at floor(k n/T).
+        if frame_count >= clip_length:
+            starts = np.ceil(edges[:-1] - 1e-9).astype(np.int64)
+        else:
+            starts = np.floor(edges[:-1] + 1e-9).astype(np.int64)
+        starts = starts.clip(0, frame_count - 1)
+        ends = np.maximum(np.ceil(edges[1:] - 1e-9).astype(np.int64), starts + 1)
         if generator is None:
             return ((starts + ends - 1) // 2).clip(0, frame_count - 1)
         return np.array(

@@ -276,12 +276,6 @@ def test_chunks_takes_one_frame_per_chunk(frame_count: int, clip_length: int):
     assert np.array_equal(centres, sample_clip_indices(frame_count, clip_length, "chunks"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reid_models/sampling.py chunks: chunk k spans [floor(k n/T), ceil((k+1) n/T)), so "
-    "neighbouring chunks share a frame and random draws repeat frames (9 frames, T=8: as few "
-    "as 5 distinct); equal, disjoint chunks would start at ceil(k n/T)",
-)
 def test_chunks_random_draws_use_distinct_frames():
     for frame_count, clip_length in [(9, 8), (20, 8), (13, 4)]:
         for seed in range(20):

@@ -272,11 +272,6 @@ def test_cli_config_error_exits_2_with_one_line(tmp_path: Path):
     assert_one_error_line(completed, "--set 'encoder.model'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run.py prints the ConfigError through rich markup: a '[/...]' in the message "
-    "raises MarkupError with a traceback (needs rich.markup.escape in run.py)",
-)
 def test_cli_config_error_with_brackets_in_a_value_is_still_one_line(tmp_path: Path):
     raw = minimal_config(cameras=[{"id": 0, "uri": str(VIDEO), "fps_cap": "[/x]"}])
     bad = write_yaml(tmp_path, raw, name="bad.yaml")
