@@ -344,14 +344,19 @@ def export_encoder(
             traced_path = Path(scratch) / "traced.onnx"
             dynamic = dynamic_clip_length is not False
             if dynamic:
-                _trace_to_onnx(encoder, traced_path, sample, opset, dynamic_clip_length=True)
-                works, reason = _dynamic_clip_length_works(
-                    encoder,
-                    traced_path,
-                    metadata.clip_length,
-                    metadata.input_height,
-                    metadata.input_width,
-                )
+                try:
+                    _trace_to_onnx(encoder, traced_path, sample, opset, dynamic_clip_length=True)
+                except Exception as error:  # the exporter raises many types; retried fixed
+                    first_line = (str(error).splitlines() or [type(error).__name__])[0]
+                    works, reason = False, f"export with a dynamic T failed ({first_line[:300]})"
+                else:
+                    works, reason = _dynamic_clip_length_works(
+                        encoder,
+                        traced_path,
+                        metadata.clip_length,
+                        metadata.input_height,
+                        metadata.input_width,
+                    )
                 if not works and dynamic_clip_length:
                     raise ValueError(f"{metadata.architecture}: dynamic T not possible: {reason}")
                 if not works:

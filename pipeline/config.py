@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -106,6 +106,11 @@ class DetectorConfig(StrictModel):
     person_classes: list[int] = Field(default_factory=lambda: [0, 1])
     min_box_height: int = Field(default=24, ge=0, description="pixels; smaller boxes dropped")
     device: str = "cpu"
+    backend: Literal["torch", "onnx", "tensorrt"] = Field(
+        default="torch",
+        description="torch runs the .pt; onnx/tensorrt export it once with ultralytics into the "
+        "engine cache (~/.cache/crosscam/detector) and run that",
+    )
 
     @field_validator("image_size")
     @classmethod

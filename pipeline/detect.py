@@ -1,7 +1,9 @@
 """Person detection: one batched ultralytics YOLO forward for the frames of all cameras.
 
 Weights are always a local file; ultralytics is told it is offline so it never tries the
-network.
+network. ``backend: onnx`` or ``tensorrt`` runs an ultralytics export of those weights, made
+once into the engine cache (``engines.detector_export``); ``torch`` (the default) runs the
+``.pt`` itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ class PersonDetector:
         from ultralytics import YOLO
 
         self.config = config
-        self.model = YOLO(str(config.weights), task="detect")
+        model_path = config.weights
+        if config.backend != "torch":
+            from engines.detector_export import export_detector
+
+            model_path = export_detector(
+                config.weights, config.backend, config.image_size, device=config.device
+            )
+        self.model = YOLO(str(model_path), task="detect")
         self._threshold_by_class = np.full(
             max([*config.person_classes, *config.class_confidence], default=0) + 1,
             config.confidence,

@@ -1,0 +1,104 @@
+"""Calibration clips (files, batching, mining from real video) and the detector's exports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.calibration import (
+    BUNDLED_DETECTOR,
+    BUNDLED_VIDEOS,
+    calibration_batches,
+    crops_to_clips,
+    load_clips,
+    mine_clips,
+    save_crops,
+)
+from engines.detector_export import detector_export_path, export_detector
+from pipeline.config import DetectorConfig
+from tests.conftest import ASSETS
+
+
+def test_crops_become_the_encoder_contract(tmp_path: Path) -> None:
+    crops = np.zeros((2, 3, 4, 2, 3), dtype=np.uint8)
+    crops[..., 0] = 255  # blue in BGR
+    save_crops(tmp_path / "clips.npz", crops)
+    clips = load_clips(tmp_path / "clips.npz")
+    assert clips.shape == (2, 3, 3, 4, 2) and clips.dtype == np.float32
+    assert np.all(clips[:, :, 2] == 1.0) and np.all(clips[:, :, :2] == 0.0)  # RGB: blue last
+    np.testing.assert_array_equal(clips, crops_to_clips(crops))
+    np.save(tmp_path / "float.npy", clips)
+    np.testing.assert_array_equal(load_clips(tmp_path / "float.npy"), clips)
+    with pytest.raises(ValueError, match="uint8"):
+        save_crops(tmp_path / "bad.npz", clips)
+
+
+def test_calibration_batches_are_full_and_cover_every_clip() -> None:
+    clips = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1, 1)
+    batches = list(calibration_batches(clips, 2))
+    assert [b.shape[0] for b in batches] == [2, 2, 2]
+    assert [float(v) for b in batches for v in b.ravel()] == [0, 1, 2, 3, 4, 0]
+
+
+@pytest.mark.slow
+def test_mining_finds_real_person_clips() -> None:
+    crops = mine_clips(BUNDLED_VIDEOS[2:], 4, (256, 128), max_clips=4, max_frames_per_video=200)
+    assert crops.shape[1:] == (4, 256, 128, 3) and crops.dtype == np.uint8 and len(crops) >= 1
+    assert crops.std() > 10  # real image content, not padding
+
+
+def test_detector_exports_go_to_the_cache_not_assets(tmp_path: Path) -> None:
+    onnx_path = detector_export_path(BUNDLED_DETECTOR, "onnx", 416, cache_dir=tmp_path)
+    engine_path = detector_export_path(BUNDLED_DETECTOR, "tensorrt", 416, cache_dir=tmp_path)
+    assert onnx_path.suffix == ".onnx" and engine_path.suffix == ".engine"
+    assert tmp_path in onnx_path.parents and ASSETS not in onnx_path.parents
+    assert onnx_path.parent != engine_path.parent
+    with pytest.raises(ValueError, match="detector backend"):
+        detector_export_path(BUNDLED_DETECTOR, "openvino", 416, cache_dir=tmp_path)
+
+
+def test_detector_tensorrt_without_tensorrt_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    from engines import detector_export
+
+    monkeypatch.setattr(detector_export, "module_available", lambda name: False)
+    with pytest.raises(ImportError, match="needs TensorRT"):
+        export_detector(BUNDLED_DETECTOR, "tensorrt", 416, device="cuda", cache_dir=tmp_path)
+
+
+def test_detector_backend_defaults_to_torch() -> None:
+    assert DetectorConfig().backend == "torch"
+    with pytest.raises(ValueError):
+        DetectorConfig(backend="openvino")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_onnx_detector_finds_the_same_boxes_as_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cv2
+
+    from pipeline.detect import PersonDetector
+    from pipeline.records import Frame
+
+    monkeypatch.setenv("CROSSCAM_CACHE_DIR", str(tmp_path))
+    frames = []
+    for camera in (0, 1):
+        capture = cv2.VideoCapture(str(ASSETS / "videos" / f"epfl_terrace1-c{camera}.mp4"))
+        capture.set(cv2.CAP_PROP_POS_FRAMES, 1500)
+        ok, image = capture.read()
+        capture.release()
+        assert ok
+        frames.append(Frame(camera, 1500, 60.0, image, 0.0))
+    weights = BUNDLED_DETECTOR
+    torch_results = PersonDetector(DetectorConfig(weights=weights)).detect(frames)
+    onnx_results = PersonDetector(DetectorConfig(weights=weights, backend="onnx")).detect(frames)
+    assert list(tmp_path.glob("detector/*/onnx-416/*.onnx"))
+    for expected, exported in zip(torch_results, onnx_results, strict=True):
+        assert len(expected.detections) == len(exported.detections) > 0
+        np.testing.assert_allclose(exported.detections.xyxy, expected.detections.xyxy, atol=0.5)
