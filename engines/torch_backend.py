@@ -4,7 +4,7 @@ Options (``EngineSpec.options``), all off by default (plain eager fp32):
 
 - ``precision``: ``"fp32"`` or ``"fp16"`` (autocast to half on CUDA; ignored with a warning on
   the CPU).
-- ``channels_last``: convert the module's weights to channels-last memory format.
+- ``channels_last``: store 2-D convolution weights in channels-last memory format.
 - ``compile``: ``True`` or a ``torch.compile`` mode (``"reduce-overhead"`` captures CUDA graphs,
   ``"max-autotune"``); batches are then padded to fixed buckets so that each size is compiled
   (and captured) once.
@@ -59,7 +59,11 @@ class TorchEngine:
             self.precision = "fp32"
         module = module.to(self.device).eval()
         if channels_last:
-            module = module.to(memory_format=torch.channels_last)
+            # Only 2-D convolutions: Module.to(memory_format=...) would also take the 5-D weights
+            # of 3-D convolutions (RRU+STIM), which channels_last cannot hold.
+            for layer in module.modules():
+                if isinstance(layer, torch.nn.Conv2d):
+                    layer.to(memory_format=torch.channels_last)
         self.module = module
         self.channels_last = channels_last
         self.compile_mode = compile_mode

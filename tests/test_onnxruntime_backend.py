@@ -179,6 +179,26 @@ def test_torch_backend_options_keep_embeddings(toy_onnx: Path) -> None:
         TorchEngine(ToyEncoder(), precision="int8")
 
 
+def test_channels_last_leaves_3d_convolutions_alone() -> None:
+    from engines.torch_backend import TorchEngine
+
+    class Mixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames = torch.nn.Conv2d(3, 4, 3)
+            self.volume = torch.nn.Conv3d(4, 4, 3, padding=1)
+
+        def forward(self, clips: torch.Tensor) -> torch.Tensor:
+            batch, clip_length = clips.shape[:2]
+            maps = self.frames(clips.flatten(0, 1)).unflatten(0, (batch, clip_length))
+            return self.volume(maps.transpose(1, 2)).mean(dim=(1, 2, 3, 4))[:, None]
+
+    mixed = Mixed()
+    engine = TorchEngine(mixed, channels_last=True)
+    assert mixed.frames.weight.is_contiguous(memory_format=torch.channels_last)
+    assert engine.infer(np.zeros((2, 3, 3, 8, 8), dtype=np.float32)).shape == (2, 1)
+
+
 @pytest.mark.gpu
 def test_cuda_provider_with_io_binding_matches_cpu(toy_onnx: Path) -> None:
     import onnxruntime
