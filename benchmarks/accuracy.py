@@ -334,7 +334,9 @@ def write_index(directory: Path) -> Path:
         "",
         "One row per `python -m benchmarks.accuracy` report in this folder (details in each "
         "`<name>.md`). IDF1 all = MTMC IDF1 over both cameras with global ids; pair scores "
-        "over pairs of matched GT boxes.",
+        "over pairs of matched GT boxes. Reproduce a row with `python -m benchmarks.accuracy "
+        "--streams benchmarks/configs/terrace1.yaml --gt benchmarks/ground_truth/terrace1.json "
+        "--name NAME [--set key=value …]` (the overrides column lists the `--set` values).",
         "",
         "| name | encoder | overrides | IDF1 cam0 | IDF1 cam1 | IDF1 all | HOTA all | MOTA cam0/1 "
         "| cross-cam pair P / R / F1 | within-cam pair F1 | machine | commit |",
