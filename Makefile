@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest slow clean
+.PHONY: demo test lint typecheck pytest slow clean rtsp-deps
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3.x'"; exit 2; }
@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 demo: $(STAMP)
 	$(BIN)/python run.py --streams configs/demo.yaml
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) rtsp-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,6 +30,21 @@ pytest: $(STAMP)
 
 slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or gpu" --run-slow
+
+# The RTSP test server (tests/rtsp_server.py): ffmpeg publishing into GStreamer's RTSP server,
+# from Debian packages (~20 s, once); installed only when missing; elsewhere those tests skip.
+RTSP_PACKAGES := ffmpeg gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
+	gstreamer1.0-plugins-good
+RTSP_PROBE := import gi; gi.require_version('GstRtspServer', '1.0'); \
+	from gi.repository import GstRtspServer
+
+rtsp-deps:
+	@if command -v ffmpeg >/dev/null && /usr/bin/python3 -c "$(RTSP_PROBE)" 2>/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing the RTSP test server: $(RTSP_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(RTSP_PACKAGES) >/dev/null; \
+	else echo "note: RTSP tests are skipped; install (Debian/Ubuntu): $(RTSP_PACKAGES)"; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

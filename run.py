@@ -3,6 +3,7 @@
 python run.py --streams configs/demo.yaml          run the pipeline (embedded Redis)
 python run.py --streams cams.yaml --redis-url redis://host:6379/0
 python run.py inspect                              show what runs published
+python run.py check --streams cams.yaml            probe every camera and Redis, exit 1 if broken
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +64,12 @@ def parse_run_arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one JSON object per log line on stderr (for log shippers)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,22 +90,31 @@ def apply_arguments(config: CrosscamConfig, arguments: argparse.Namespace) -> No
         config.outputs.save_video = arguments.save_video.resolve()
 
 
-def configure_logging(console: Console, level: str) -> None:
-    """Rich log lines on a terminal; plain one-line records when piped (CI, files)."""
+def configure_logging(console: Console, level: str, log_format: str = "text") -> None:
+    """Rich log lines on a terminal; plain one-line records when piped (CI, files); JSON lines
+    with ``log_format="json"``. URL credentials are redacted in every format."""
+    from pipeline.redaction import RedactingFilter
+
     handler: logging.Handler
-    if console.is_terminal:
+    if log_format == "json":
+        from pipeline.structured_logs import JsonFormatter
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif console.is_terminal:
         handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
         handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
     for noisy in ("ultralytics", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:
-    """First SIGINT/SIGTERM asks for a clean stop; a second one exits at once."""
+    """First SIGINT/SIGTERM asks for a clean stop; a second one exits at once (128 + signal)."""
     state = {"count": 0}
 
     def handler(signal_number: int, frame: FrameType | None) -> None:
@@ -111,22 +128,39 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run(argv: list[str]) -> int:
+def run(argv: list[str], check: bool = False) -> int:
+    """Run the pipeline; ``check``: only probe the cameras and Redis of the config."""
     arguments = parse_run_arguments(argv)
     console = Console(stderr=True)
-    configure_logging(console, arguments.log_level)
+    configure_logging(console, arguments.log_level, arguments.log_format)
     try:
         config = load_role_config(arguments)
     except ConfigError as error:
         console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return EXIT_CONFIG_ERROR
+    if check:
+        from pipeline.check import check_main
+
+        return check_main(config, Console())
     name = arguments.name or f"{socket.gethostname()}-{os.getpid()}"
     if arguments.role == "matcher":
         return run_matcher(config, name, arguments.idle_exit_seconds, console)
 
     from pipeline.console import StatusLine, summary_table
+    from pipeline.metrics import OperationsServer
     from pipeline.redis_server import EmbeddedRedis
     from pipeline.runner import Pipeline
+
+    stop_requested = threading.Event()  # a signal while the models load stops the run too
+    pipelines: list[Pipeline] = []
+
+    def request_stop() -> None:
+        stop_requested.set()
+        for running in pipelines:
+            running.stop()
+
+    install_signal_handlers(request_stop)
+    operations = OperationsServer(config.metrics)
 
     run_id = time.strftime("%Y%m%d-%H%M%S")
     run_directory = config.outputs.run_directory / run_id
@@ -142,16 +176,23 @@ def run(argv: list[str]) -> int:
         with Live(console=console, auto_refresh=False, transient=True) as live:
 
             def on_tick(pipeline: Pipeline) -> None:
+                operations.health.tick()
                 if not arguments.quiet and status.due():
                     live.update(status.render(pipeline), refresh=True)
 
             edge_name = name if arguments.role == "edge" else None
             pipeline = Pipeline(config, redis_url, run_id, run_directory, on_tick, edge_name)
-            install_signal_handlers(pipeline.stop)
+            pipelines.append(pipeline)
+            if stop_requested.is_set():
+                pipeline.stop()
+            if config.metrics.enabled:
+                operations.attach(pipeline)
+                operations.start()
             result = pipeline.run()
         console.print(summary_table(result))
         _print_how_to_look(console, run_directory, config, embedded is not None, redis_url)
     finally:
+        operations.stop()
         if embedded is not None:
             embedded.stop()
     return 0
@@ -232,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.inspect import inspect_main
 
         return inspect_main(argv[1:])
+    if argv and argv[0] == "check":
+        return run(argv[1:], check=True)
     return run(argv)
 
 

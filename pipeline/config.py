@@ -7,6 +7,8 @@ files, weights, output folders) are resolved against the folder of the YAML file
 
 from __future__ import annotations
 
+import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -240,6 +242,17 @@ class OutputsConfig(StrictModel):
     status_interval_seconds: float = Field(default=1.0, gt=0)
 
 
+class MetricsConfig(StrictModel):
+    """Prometheus ``/metrics`` and ``/healthz`` (``pipeline/metrics.py``)."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 exposes it")
+    port: int = Field(default=9464, ge=0, le=65535, description="0: any free port")
+    liveness_seconds: float = Field(
+        default=30.0, gt=0, description="not live when the loop has not ticked for this long"
+    )
+
+
 class CrosscamConfig(StrictModel):
     """The whole configuration of one crosscam run."""
 
@@ -251,6 +264,10 @@ class CrosscamConfig(StrictModel):
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    secrets_file: Path | None = Field(
+        default=None, description="KEY=VALUE lines for ${KEY} in URIs (environment wins)"
+    )
     max_seconds: float | None = Field(default=None, gt=0, description="stop after this long")
 
     @field_validator("cameras")
@@ -286,6 +303,7 @@ def load_config(
     raw = {key: value for key, value in raw.items() if value is not None}  # empty section
     for override in overrides or []:
         apply_override(raw, override)
+    expand_secrets(raw, path)
     try:
         config = CrosscamConfig.model_validate(raw)
     except ValidationError as error:
@@ -294,6 +312,57 @@ def load_config(
         raise ConfigError(f"{path}: no cameras: add a 'cameras' list (see configs/demo.yaml)")
     resolve_paths(config, path.parent)
     return config
+
+
+def expand_secrets(raw: dict[str, Any], path: Path) -> None:
+    """Replace ``${NAME}`` in camera URIs and ``redis.url`` with the environment variable NAME,
+    else with NAME from ``secrets_file`` (``KEY=VALUE`` lines, relative to the YAML).
+
+    The expanded URIs hold credentials: they are only ever logged through
+    :func:`pipeline.redaction.redact_url`. Errors name the variable, never its value.
+    """
+    secrets: dict[str, str] = {}
+    secrets_file = raw.get("secrets_file")
+    if secrets_file:
+        secrets_path = _absolute(Path(str(secrets_file)), path.parent)
+        try:
+            lines = secrets_path.read_text().splitlines()
+        except OSError as error:
+            raise ConfigError(
+                f"secrets_file: cannot read {secrets_path} ({error.strerror})"
+            ) from None
+        for line in lines:
+            key, separator, value = line.strip().partition("=")
+            if separator and not key.startswith("#"):
+                secrets[key.strip()] = value.strip()
+    cameras = raw.get("cameras")
+    targets: list[tuple[str, dict[str, Any], str]] = []
+    if isinstance(cameras, list):
+        targets += [
+            (f"cameras.{index}.uri", camera, "uri")
+            for index, camera in enumerate(cameras)
+            if isinstance(camera, dict)
+        ]
+    if isinstance(raw.get("redis"), dict):
+        targets.append(("redis.url", raw["redis"], "url"))
+    for location, section, key in targets:
+        template = section.get(key)
+        if not isinstance(template, str) or "${" not in template:
+            continue
+        for name in _SECRET_REFERENCE.findall(template):
+            known: str | None = os.environ.get(name)
+            if known is None:
+                known = secrets.get(name)
+            if known is None:
+                raise ConfigError(
+                    f"{path}: {location}: ${{{name}}} is not set (export {name}=… or add it "
+                    "to the secrets_file)"
+                )
+            template = template.replace(f"${{{name}}}", known)
+        section[key] = template
+
+
+_SECRET_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:

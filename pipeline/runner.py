@@ -132,7 +132,7 @@ class Pipeline:
         self._restore_gallery()
         for source in self.sources:
             source.start()
-        gatherer = FrameGatherer(self.sources)
+        gatherer = FrameGatherer(self.sources, should_stop=self._stop.is_set)
         self.started_at = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -233,6 +233,8 @@ class Pipeline:
 
     def _shutdown(self) -> RunResult:
         """Stop readers, flush clips, encode, match and publish what is in flight, close."""
+        for source in self.sources:
+            source.request_stop()  # all at once: a reader blocked in a read takes a while
         for source in self.sources:
             source.stop()
         flushed = ClipBufferOutput()

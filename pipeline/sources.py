@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -44,7 +45,9 @@ class ReconnectPolicy:
     """Exponential backoff between reconnection attempts of live sources."""
 
     initial_delay_seconds: float = 0.5
-    max_delay_seconds: float = 10.0
+    max_delay_seconds: float = 2.0
+    """Short, so a restarted camera is back within ~3.5 s (an open attempt every 2 s, ~1 s to
+    open); a dead camera costs one connection attempt per 2 s."""
     multiplier: float = 2.0
     open_timeout_ms: int = 5000
     read_timeout_ms: int = 5000
@@ -61,6 +64,7 @@ class SourceCounters:
     frames_read: int = 0
     frames_dropped: int = 0
     reconnects: int = 0
+    resolution_changes: int = 0
 
 
 class CameraSource:
@@ -73,6 +77,8 @@ class CameraSource:
         self.state = SourceState.CONNECTING
         self.error = ""
         self.counters = SourceCounters()
+        self.resolution: tuple[int, int] | None = None
+        """(width, height) of the newest frame."""
         self.frames: queue.Queue[Frame] = queue.Queue(maxsize=camera.queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{camera.id}", daemon=True)
@@ -84,6 +90,10 @@ class CameraSource:
 
     def start(self) -> None:
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the reader to stop without waiting (stop many sources at once, then join)."""
+        self._stop.set()
 
     def stop(self) -> None:
         """Ask the reader to stop and wait briefly for it."""
@@ -152,6 +162,15 @@ class CameraSource:
         while not self._stop.is_set() and (last_index is None or index < last_index):
             ok, image = capture.read()
             if not ok or image is None:
+                expected_end = first_index + segment_frames
+                if index < expected_end - 1:  # the header promised more frames
+                    logger.warning(
+                        "camera %s: video file %s ends at frame %d of %d (truncated?)",
+                        self.camera.id,
+                        self.camera.uri,
+                        index,
+                        expected_end,
+                    )
                 return
             media_time = (index - first_index) / fps
             index += 1
@@ -179,27 +198,37 @@ class CameraSource:
         attempt = 0
         frame_index = 0
         next_time = 0.0
+        lost_at: float | None = None  # when a running stream broke, until it is back
         while not self._stop.is_set():
-            capture = self._open_live()
+            capture = self._open_live(log=attempt == 0)
             if capture is None:
                 self.state = SourceState.RECONNECTING
                 self._stop.wait(self.reconnect.delay(attempt))
                 attempt += 1
                 continue
-            if attempt:
+            if lost_at is not None:
                 self.counters.reconnects += 1
-                logger.info("camera %s: reconnected", camera.id)
+                logger.info(
+                    "camera %s: reconnected after %.1f s", camera.id, time.monotonic() - lost_at
+                )
             attempt = 0
             self.state = SourceState.RUNNING
+            self.error = ""
+            last_frame_at = time.monotonic()
             while not self._stop.is_set():
                 ok, image = capture.read()
                 if not ok or image is None:
-                    logger.warning(
-                        "camera %s: stream %s stopped delivering frames; reconnecting",
-                        camera.id,
-                        redact_url(camera.uri),
+                    lost_at = time.monotonic()
+                    silent = lost_at - last_frame_at
+                    reason = (
+                        f"no frame for {silent:.1f} s (stalled; read timeout)"
+                        if silent * 1000.0 >= self.reconnect.read_timeout_ms
+                        else "stream closed"
                     )
+                    self.error = f"{redact_url(camera.uri)}: {reason}"
+                    logger.warning("camera %s: %s; reconnecting", camera.id, self.error)
                     break
+                last_frame_at = time.monotonic()
                 now = time.time()
                 if camera.fps_cap and now < next_time:
                     continue
@@ -209,7 +238,9 @@ class CameraSource:
             capture.release()
             self.state = SourceState.RECONNECTING
 
-    def _open_live(self) -> cv2.VideoCapture | None:
+    def _open_live(self, log: bool = True) -> cv2.VideoCapture | None:
+        """Open the stream; ``log``: warn on failure (the first of a series; later ones are
+        debug lines, so an unreachable camera gives one warning, not one per attempt)."""
         camera = self.camera
         if camera.is_webcam:
             capture = cv2.VideoCapture(int(camera.uri))
@@ -225,12 +256,31 @@ class CameraSource:
             return capture
         capture.release()
         self.error = f"cannot open {redact_url(camera.uri)}"
-        logger.warning("camera %s: %s; retrying with backoff", camera.id, self.error)
+        logger.log(
+            logging.WARNING if log else logging.DEBUG,
+            "camera %s: %s; retrying with backoff (up to every %g s)",
+            camera.id,
+            self.error,
+            self.reconnect.max_delay_seconds,
+        )
         return None
 
     def _deliver(self, frame: Frame) -> None:
         """Queue a frame: block in lockstep mode, else drop the oldest when full."""
         self.counters.frames_read += 1
+        height, width = frame.image.shape[:2]
+        if self.resolution != (width, height):
+            if self.resolution is not None:
+                self.counters.resolution_changes += 1
+                logger.warning(
+                    "camera %s: resolution changed from %dx%d to %dx%d at frame %d",
+                    self.camera.id,
+                    *self.resolution,
+                    width,
+                    height,
+                    frame.frame_index,
+                )
+            self.resolution = (width, height)
         if self.lockstep:
             while not self._stop.is_set():
                 try:
@@ -258,9 +308,17 @@ class FrameGatherer:
     whatever they have. ``gather`` returns an empty list only when every source is finished.
     """
 
-    def __init__(self, sources: list[CameraSource], poll_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        sources: list[CameraSource],
+        poll_seconds: float = 0.05,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """``should_stop``: when it returns True, ``gather`` returns what it has (maybe
+        nothing) instead of waiting on cameras that deliver nothing (all reconnecting)."""
         self.sources = sources
         self.poll_seconds = poll_seconds
+        self.should_stop = should_stop
 
     @property
     def finished(self) -> bool:
@@ -274,7 +332,7 @@ class FrameGatherer:
                 frame = self._take(source)
                 if frame is not None:
                     frames.append(frame)
-            if frames or self.finished:
+            if frames or self.finished or (self.should_stop is not None and self.should_stop()):
                 return frames
             time.sleep(self.poll_seconds / 5)
 

@@ -224,7 +224,7 @@ def test_reconnect_delays_grow_exponentially_and_cap():
 def test_unreachable_rtsp_camera_reconnects_without_blocking_the_gatherer(
     started: list[CameraSource], caplog: pytest.LogCaptureFixture
 ):
-    caplog.set_level(logging.WARNING, logger="pipeline.sources")
+    caplog.set_level(logging.DEBUG, logger="pipeline.sources")
     port = free_tcp_port()  # nothing listens there: connection refused at once
     uri = f"rtsp://admin:secret@127.0.0.1:{port}/stream"
     policy = ReconnectPolicy(
@@ -254,6 +254,8 @@ def test_unreachable_rtsp_camera_reconnects_without_blocking_the_gatherer(
     attempts = [record for record in caplog.records if "retrying with backoff" in record.message]
     assert len(attempts) >= 4, "failed attempts are retried"
     assert all(record.message.startswith("camera 9:") for record in attempts)
+    warnings = [record for record in attempts if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1, "one warning for a camera that stays unreachable, then debug"
     assert live.counters.reconnects == 0 and live.counters.frames_read == 0
     assert live.error == f"cannot open rtsp://***@127.0.0.1:{port}/stream"
     assert "secret" not in caplog.text
