@@ -8,8 +8,9 @@ never URIs with credentials (``crosscam_camera_info`` has the redacted URI).
 
 Health (JSON body, both endpoints):
 
-- live: the pipeline loop ticked within ``liveness_seconds`` (or has not started yet, or is
-  shutting down); ``/livez`` answers 200 when live, else 503.
+- live: the pipeline loop ticked within ``liveness_seconds`` (or has not started yet, is
+  shutting down, or no camera delivers frames to tick on); ``/livez`` answers 200 when live,
+  else 503.
 - ready: live, Redis reachable, and at least one camera running; ``/healthz`` answers 200 when
   ready, else 503 (a load balancer or ``systemd``/k8s probe reads the code, a person the body).
 """
@@ -192,8 +193,10 @@ class HealthState:
             for source in list(pipeline.sources)
         }
         stopping = pipeline.stopping
-        live = stopping or self.tick_age_seconds() <= self.liveness_seconds
         running = any(source.state is SourceState.RUNNING for source in pipeline.sources)
+        # waiting for cameras that deliver nothing is not a wedged loop
+        ticking = self.tick_age_seconds() <= self.liveness_seconds
+        live = stopping or ticking or not running
         redis_up = bool(pipeline.publisher.connected)
         ready = live and running and redis_up and not stopping
         if stopping:

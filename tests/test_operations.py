@@ -296,3 +296,31 @@ def test_json_logs_are_one_object_per_line_with_credentials_redacted():
     assert entry["level"] == "WARNING" and entry["logger"] == "pipeline.sources"
     assert entry["message"] == "camera 1: cannot open rtsp://***@10.0.0.7/s"
     assert "\n" not in line and entry["time"].endswith("Z")
+
+
+def test_health_liveness_and_readiness():
+    from types import SimpleNamespace
+
+    from pipeline.metrics import HealthState
+    from pipeline.sources import SourceState
+
+    source = SimpleNamespace(camera=SimpleNamespace(id=0), state=SourceState.RUNNING, error="")
+    publisher = SimpleNamespace(connected=True)
+    pipeline = SimpleNamespace(sources=[source], publisher=publisher, stopping=False)
+    health = HealthState(liveness_seconds=0.05)
+    assert health.report()["status"] == "starting"
+    health.pipeline = pipeline  # type: ignore[assignment]
+    health.tick()
+    assert health.report()["ready"] is True
+    publisher.connected = False
+    assert health.report() | {"cameras": None} == health.report() | {
+        "cameras": None,
+        "status": "degraded",
+        "ready": False,
+        "live": True,
+    }
+    time.sleep(0.1)  # the loop stopped ticking while a camera delivers: wedged
+    assert health.report()["live"] is False and health.report()["status"] == "stalled"
+    source.state = SourceState.RECONNECTING  # nothing to tick on: waiting, not wedged
+    assert health.report()["live"] is True
+    assert health.report()["cameras"] == {"0": {"state": "reconnecting", "error": ""}}
