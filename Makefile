@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest slow clean rtsp-deps
+.PHONY: demo test lint typecheck pytest slow bench clean rtsp-deps
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3.x'"; exit 2; }
@@ -30,6 +30,23 @@ pytest: $(STAMP)
 
 slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or gpu" --run-slow
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt -c constraints.txt
+	touch $(BENCH_STAMP)
+
+# Benchmarks: peers side by side, scaling with streams (fast and realtime), then the README
+# "Performance" section from the results under benchmarks/results/<host name>/.
+bench: $(BENCH_STAMP)
+	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.peers --streams benchmarks/configs/terrace1.yaml \
+		--gt benchmarks/ground_truth/terrace1.json --start 40 --duration 30 --repeats 3
+	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
+		--streams-count 1,2,4 --duration 10 --mode fast --repeats 3
+	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
+		--streams-count 1,2 --duration 10 --mode realtime --repeats 3
+	$(BIN)/python -m benchmarks.performance_readme
 
 # The RTSP test server (tests/rtsp_server.py): ffmpeg publishing into GStreamer's RTSP server,
 # from Debian packages (~20 s, once); installed only when missing; elsewhere those tests skip.

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.base import EngineSpec, load_engine
 from pipeline.clip_messages import clip_message, ended_message, started_message
-from pipeline.clips import ClipBuffer, ClipBufferOutput
+from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder
@@ -29,7 +29,7 @@ from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import StreamRecord, build_publisher
 from pipeline.records import Frame, FrameDetections
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
-from pipeline.stats import CameraCounters, LatencyRecorder, RunTotals
+from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
 from pipeline.visualize import AnnotatedVideoWriter
 
@@ -74,6 +74,8 @@ class Pipeline:
         self.redis_url = redis_url
         self.on_tick = on_tick
         self.latency = LatencyRecorder()
+        self.timeline: FrameTimeline | None = None
+        """Per-frame stage stamps; set by benchmarks (``benchmarks/pipeline.py``), else off."""
         self.totals = RunTotals()
         self.sources = [CameraSource(camera) for camera in config.cameras]
         self.detector = PersonDetector(config.detector)
@@ -156,7 +158,14 @@ class Pipeline:
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()
         detected = self.detector.detect(frames)
-        self.latency.record("detect", (time.monotonic() - started) * 1000.0)
+        finished = time.monotonic()
+        self.latency.record("detect", (finished - started) * 1000.0)
+        if self.timeline is not None:
+            for frame in frames:
+                self.timeline.stamp(
+                    "capture", [(frame.camera_id, frame.frame_index)], frame.captured_at
+                )
+            self.timeline.stamp("detect", _frame_keys(frames), finished)
         return detected
 
     def _out_of_time(self) -> bool:
@@ -171,9 +180,15 @@ class Pipeline:
             started = time.monotonic()
             tracked = self.trackers[camera_id].update(frame_detections)
             tracked_at = time.monotonic()
-            output.extend(self.buffers[camera_id].update(tracked))
+            emitted = self.buffers[camera_id].update(tracked)
+            output.extend(emitted)
+            clipped_at = time.monotonic()
             self.latency.record("track", (tracked_at - started) * 1000.0)
-            self.latency.record("clips", (time.monotonic() - tracked_at) * 1000.0)
+            self.latency.record("clips", (clipped_at - tracked_at) * 1000.0)
+            if self.timeline is not None:
+                key = (camera_id, frame_detections.frame_index)
+                self.timeline.stamp("track", [key], tracked_at)
+                self.timeline.stamp("clip", _clip_keys(emitted.clips), clipped_at)
             counters = self.totals.cameras[camera_id]
             counters.frames += 1
             counters.recent_frame_times.append(now)
@@ -208,16 +223,26 @@ class Pipeline:
 
     def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
         self.totals.clips_encoded += len(embedded)
+        timeline = self.timeline
+        if timeline is not None:
+            for item in embedded:
+                timeline.stamp("encode", _clip_keys([item.clip]), item.encoded_at)
         if self.edge_name is not None:
             self._publish([clip_message(self.edge_name, item) for item in embedded])
+            if timeline is not None:
+                timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
             return
         if not embedded:
             self._publish([])
             return
         started = time.monotonic()
         result = self.identity.embedded(embedded)
-        self.latency.record("match", (time.monotonic() - started) * 1000.0)
+        matched_at = time.monotonic()
+        self.latency.record("match", (matched_at - started) * 1000.0)
         self._publish(result.events, result)
+        if timeline is not None:
+            timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
+            timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
 
     def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
         started = time.monotonic()
@@ -271,3 +296,14 @@ class Pipeline:
             events_unsent=self.publisher.buffered_events,
             mtmc_lines=mtmc_lines,
         )
+
+
+def _frame_keys(frames: Iterable[Frame]) -> list[tuple[int, int]]:
+    return [(frame.camera_id, frame.frame_index) for frame in frames]
+
+
+def _clip_keys(clips: Iterable[Clip]) -> list[tuple[int, int]]:
+    """Timeline keys of clips: each clip under its newest frame. Final clips (emitted when a
+    track ends, ``clips.track_end_seconds`` after its last frame) are left out, so the stage
+    breakdown shows the identity path of live tracks."""
+    return [(clip.camera_id, clip.last_frame_index) for clip in clips if not clip.final]

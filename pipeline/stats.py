@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,10 @@ class LatencyRecorder:
         if not samples:
             return [float("nan")] * len(quantiles)
         return [float(value) for value in np.percentile(np.asarray(samples), quantiles)]
+
+    def samples(self, stage: str) -> list[float]:
+        """The kept samples of a stage (milliseconds), oldest first."""
+        return list(self._samples.get(stage, ()))
 
     def count(self, stage: str) -> int:
         return len(self._samples.get(stage, ()))
@@ -62,3 +67,41 @@ class RunTotals:
     clips_encoded: int = 0
     events: int = 0
     cameras: dict[int, CameraCounters] = field(default_factory=dict)
+
+
+TIMELINE_STAGES = ("capture", "detect", "track", "clip", "encode", "match", "publish")
+"""Per-frame stamps in data-flow order. ``clip`` … ``publish`` exist only for frames that
+closed a clip (a clip is stamped under its newest frame, ``Clip.last_frame_index``)."""
+
+FrameKey = tuple[int, int]
+"""``(camera_id, frame_index)``."""
+
+
+class FrameTimeline:
+    """Monotonic stage times per frame: the one place the pipeline stamps frames.
+
+    ``stamp`` is called by the runner after each stage; a benchmark reads ``rows()`` at the end.
+    Memory is bounded: past ``capacity`` frames the oldest are forgotten.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._frames: dict[FrameKey, dict[str, float]] = {}
+
+    def stamp(self, stage: str, keys: Iterable[FrameKey], at: float) -> None:
+        """Record that ``stage`` finished at monotonic time ``at`` for every frame of ``keys``;
+        a stage already stamped for a frame keeps its first time."""
+        for key in keys:
+            stamps = self._frames.get(key)
+            if stamps is None:
+                if len(self._frames) >= self.capacity:
+                    del self._frames[next(iter(self._frames))]
+                stamps = self._frames[key] = {}
+            stamps.setdefault(stage, at)
+
+    def rows(self) -> list[tuple[FrameKey, dict[str, float]]]:
+        """Every frame's stamps, in first-stamped order."""
+        return list(self._frames.items())
+
+    def __len__(self) -> int:
+        return len(self._frames)

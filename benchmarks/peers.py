@@ -1,0 +1,366 @@
+"""crosscam side by side with the "glue it together" pipeline users build today, in one run.
+
+    python -m benchmarks.peers --streams benchmarks/configs/terrace1.yaml \
+        --gt benchmarks/ground_truth/terrace1.json --start 40 --duration 30 --repeats 3
+
+Systems, on the same frames (the same readers: lockstep file replay with the config's
+``fps_cap`` and segment), the same detector weights, image size, classes and confidence
+thresholds, the same machine, each repetition running every system in a rotated order:
+
+- ``glue: ultralytics ByteTrack`` / ``glue: ultralytics BoT-SORT+ReID``: per stream, one
+  ``YOLO.track(persist=True)`` call per frame (one ``YOLO`` instance per stream, streams served
+  one after another, no batching across them), then one OSNet x0.25 feature per tracked box
+  per frame (the config's encoder through the same engine as crosscam, single crops, T=1) and
+  :class:`benchmarks.naive_matcher.NaiveCrossCameraMatcher` with crosscam's similarity
+  threshold. BoT-SORT uses ``benchmarks/configs/botsort_reid.yaml`` (ultralytics defaults,
+  ``with_reid: True``, ``model: auto``: detector features, no download).
+- ``crosscam (<encoder>)``: the pipeline with the config's encoder (and ``--encoders``).
+
+Every system writes MTMC, scored by ``benchmarks.accuracy.score`` against the GT over the GT
+frames each processed. Warm-up (not timed): model loading and two forwards per model. Writes
+``peers.json`` and ``peers.md`` under ``benchmarks/results/<machine>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from benchmarks.latency_report import format_spread, markdown_table, spread, summarize
+from benchmarks.naive_matcher import NaiveCrossCameraMatcher
+from benchmarks.pipeline import (
+    Measurement,
+    ResourceSampler,
+    describe_run,
+    first_frames,
+    run_crosscam,
+    set_replay,
+)
+from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
+
+logger = logging.getLogger("benchmarks.peers")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRACKER_FILES = {
+    "glue: ultralytics ByteTrack": "bytetrack.yaml",
+    "glue: ultralytics BoT-SORT+ReID": str(Path(__file__).parent / "configs" / "botsort_reid.yaml"),
+}
+
+
+def crops_to_batch(image: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Single-frame clips of the boxes, in the encoder input contract.
+
+    Args:
+        image: uint8 ``(H, W, 3)`` BGR.
+        boxes: float ``(N, 4)`` xyxy pixels.
+
+    Returns:
+        float32 ``(N, 1, 3, height, width)`` RGB in ``[0, 1]`` (same crop and resize as
+        ``pipeline.clips.ClipBuffer``).
+    """
+    image_height, image_width = image.shape[:2]
+    crops = []
+    for box in boxes:
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        x1, y1 = max(0, min(x1, image_width - 1)), max(0, min(y1, image_height - 1))
+        x2, y2 = max(x1 + 1, min(x2, image_width)), max(y1 + 1, min(y2, image_height))
+        crops.append(
+            cv2.resize(image[y1:y2, x1:x2], (width, height), interpolation=cv2.INTER_LINEAR)
+        )
+    if not crops:
+        return np.zeros((0, 1, 3, height, width), dtype=np.float32)
+    rgb = np.stack(crops)[..., ::-1].transpose(0, 3, 1, 2)[:, None]
+    return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(255.0)
+
+
+def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Measurement:
+    """The ultralytics tracker + per-box ReID + naive matcher baseline over ``config``."""
+    from ultralytics import YOLO
+
+    from engines.base import EngineSpec, load_engine
+    from pipeline.sources import CameraSource, FrameGatherer
+
+    detector = config.detector
+    tracker_file = TRACKER_FILES[label]
+    models: dict[int, Any] = {
+        camera.id: YOLO(str(detector.weights), task="detect") for camera in config.cameras
+    }
+    engine = load_engine(
+        config.encoder.backend,
+        EngineSpec(
+            model=config.encoder.model,
+            weights=config.encoder.weights,
+            device=config.encoder.device,
+            options={"backbone": config.encoder.backbone},
+        ),
+    )
+    thresholds = np.full(max([*detector.person_classes, *detector.class_confidence]) + 1,
+                         detector.confidence, dtype=np.float32)  # fmt: skip
+    for class_id, threshold in detector.class_confidence.items():
+        thresholds[class_id] = threshold
+    track_arguments: dict[str, Any] = {
+        "persist": True,
+        "tracker": tracker_file,
+        "imgsz": detector.image_size,
+        "conf": float(min(thresholds.min(), detector.confidence)),
+        "classes": detector.person_classes,
+        "device": detector.device,
+        "verbose": False,
+    }
+    clips = config.clips
+    warm = first_frames(config, count=1)[0].image
+    for model in models.values():
+        for _ in range(2):
+            model.track(warm, **track_arguments)
+        for tracker in model.predictor.trackers:
+            tracker.reset()
+    engine.infer(np.zeros((2, 1, 3, clips.crop_height, clips.crop_width), dtype=np.float32))
+    matcher = NaiveCrossCameraMatcher(config.matching.similarity_threshold)
+    sources = [CameraSource(camera) for camera in config.cameras]
+    gatherer = FrameGatherer(sources)
+    lines: list[tuple[int, int, int, str]] = []
+    latencies: list[float] = []
+    processed: list[tuple[int, int]] = []
+    with ResourceSampler() as sampler:
+        started = time.monotonic()
+        for source in sources:
+            source.start()
+        while batch := gatherer.gather():
+            for frame in batch:
+                result: Any = models[frame.camera_id].track(frame.image, **track_arguments)[0]
+                boxes = result.boxes
+                processed.append((frame.camera_id, frame.frame_index))
+                if boxes is None or boxes.id is None or len(boxes) == 0:
+                    latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
+                    continue
+                xyxy = boxes.xyxy.cpu().numpy()
+                confidence = boxes.conf.cpu().numpy()
+                classes = boxes.cls.cpu().numpy().astype(np.int64)
+                keep = (confidence >= thresholds[classes]) & (
+                    xyxy[:, 3] - xyxy[:, 1] >= detector.min_box_height
+                )
+                xyxy = xyxy[keep]
+                track_ids = boxes.id.cpu().numpy().astype(np.int64)[keep]
+                if len(xyxy):
+                    batch_crops = crops_to_batch(
+                        frame.image, xyxy, clips.crop_height, clips.crop_width
+                    )
+                    features = engine.infer(batch_crops)
+                    global_ids = matcher.update(frame.camera_id, track_ids, features)
+                    for (x1, y1, x2, y2), global_id in zip(
+                        xyxy.tolist(), global_ids.tolist(), strict=True
+                    ):
+                        text = (
+                            f"{frame.camera_id} {global_id} {frame.frame_index} {round(x1)} "
+                            f"{round(y1)} {round(x2 - x1)} {round(y2 - y1)} -1 -1"
+                        )
+                        lines.append((frame.camera_id, frame.frame_index, global_id, text))
+                latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
+        wall = time.monotonic() - started
+    for source in sources:
+        source.stop()
+    mtmc_path.parent.mkdir(parents=True, exist_ok=True)
+    mtmc_path.write_text("".join(line[3] + "\n" for line in sorted(lines)))
+    return Measurement(
+        system=label,
+        streams=len(config.cameras),
+        wall_seconds=wall,
+        frames=len(processed),
+        latency={"frame_to_identity": latencies},
+        resources=sampler.summary(),
+        extra={"processed_frames": processed, "identities": matcher.identity_count},
+    )
+
+
+def accuracy(config: CrosscamConfig, gt_path: Path, mtmc_path: Path, processed: list) -> dict:
+    """IDF1 (per camera and over all cameras) and cross-camera pair F1 of one MTMC file."""
+    from benchmarks.accuracy import RunOutput, score
+    from benchmarks.ground_truth import load_ground_truth
+
+    frames = {(int(c), int(f)) for c, f in processed}
+    metrics = score(config, load_ground_truth(gt_path), RunOutput(mtmc_path, frames))
+    per_camera = [values["IDF1"] for values in metrics["per_camera"].values()]
+    return {
+        "idf1_all_cameras": metrics["all_cameras"]["IDF1"],
+        "idf1_per_camera_mean": float(np.mean(per_camera)) if per_camera else float("nan"),
+        "cross_camera_pair_f1": metrics["pairs"]["cross_camera"]["f1"],
+        "frames_evaluated": metrics["frames_evaluated"],
+        "gt_boxes": metrics["gt_boxes"],
+    }
+
+
+def run_system(system: str, config: CrosscamConfig, mtmc_path: Path) -> Measurement:
+    if system in TRACKER_FILES:
+        return run_glue_baseline(config, system, mtmc_path)
+    encoder = system.removeprefix("crosscam (").removesuffix(")")
+    variant = config.model_copy(deep=True)
+    variant.encoder.model = encoder
+    return run_crosscam(variant, label=system, mtmc_path=mtmc_path)
+
+
+def summarize_systems(measurements: list[Measurement]) -> dict[str, Any]:
+    """Per system: spread over repetitions of throughput, latency and accuracy."""
+    systems: dict[str, list[Measurement]] = {}
+    for item in measurements:
+        systems.setdefault(item.system, []).append(item)
+    summary: dict[str, Any] = {}
+    for system, items in systems.items():
+        latency = [summarize(i.latency.get("frame_to_identity", [])) for i in items]
+        summary[system] = {
+            "frames_per_second": spread(i.frames_per_second for i in items),
+            "frame_to_identity_p50_ms": spread(entry["p50"] for entry in latency),
+            "frame_to_identity_p95_ms": spread(entry["p95"] for entry in latency),
+            "frame_to_identity_p99_ms": spread(entry["p99"] for entry in latency),
+            "cpu_percent_mean": spread(i.resources["cpu_percent_mean"] for i in items),
+            "rss_megabytes_max": spread(i.resources["rss_megabytes_max"] for i in items),
+            **{
+                key: spread(i.extra["accuracy"][key] for i in items)
+                for key in ("idf1_all_cameras", "idf1_per_camera_mean", "cross_camera_pair_f1")
+            },
+        }
+    return summary
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    summary = report["systems"]
+    crosscam = next(name for name in summary if name.startswith("crosscam"))
+    rows = []
+    for system, entry in summary.items():
+        throughput_ratio = (
+            summary[crosscam]["frames_per_second"]["median"] / entry["frames_per_second"]["median"]
+        )
+        latency_ratio = (
+            summary[crosscam]["frame_to_identity_p50_ms"]["median"]
+            / entry["frame_to_identity_p50_ms"]["median"]
+        )
+        rows.append(
+            [
+                system,
+                format_spread(entry["frames_per_second"], 2),
+                f"{throughput_ratio:.2f}",
+                format_spread(entry["frame_to_identity_p50_ms"], 0),
+                format_spread(entry["frame_to_identity_p95_ms"], 0),
+                f"{latency_ratio:.2f}",
+                format_spread(entry["idf1_all_cameras"], 3),
+                format_spread(entry["idf1_per_camera_mean"], 3),
+                format_spread(entry["cross_camera_pair_f1"], 3),
+            ]
+        )
+    run = report["run"]
+    header = [
+        "system",
+        "frames/s",
+        f"{crosscam} ÷ this, throughput",
+        "frame→identity p50 ms",
+        "p95 ms",
+        f"{crosscam} ÷ this, p50 latency",
+        "MTMC IDF1",
+        "per-camera IDF1 (mean)",
+        "cross-camera pair F1",
+    ]
+    return "\n".join(
+        [
+            "# crosscam vs the glue-it-together pipeline\n",
+            f"Machine: {run['machine']['summary']} (`{run['node']}`). {report['streams']} streams "
+            f"of `{report['config_file']}`, {report['duration_seconds']} s from "
+            f"{report['start_seconds']} s each, lockstep replay; {run['repeats']} repetitions "
+            f"(system order rotated each time), median (min–max). {run['warm_up']}. Accuracy: "
+            f"`{report['ground_truth']}` on {report['frames_evaluated']} GT frames "
+            "(`benchmarks.accuracy.score`).\n",
+            f"Command: `{run['command']}`\n",
+            markdown_table(header, rows),
+            "frame→identity: glue = capture → the frame's boxes carry global ids; crosscam = "
+            "capture of a clip's newest frame → its identity published to Redis.\n",
+        ]
+    )
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.peers", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--streams", type=Path, required=True, help="camera YAML file")
+    parser.add_argument("--gt", type=Path, required=True, help="ground-truth JSON file")
+    parser.add_argument("--start", type=float, default=None, help="segment start, seconds")
+    parser.add_argument("--duration", type=float, default=30.0, help="media seconds per stream")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--encoders", default="", help="extra crosscam encoders, comma-separated (e.g. rru_stim)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
+    parser.add_argument("--machine", default=platform.node(), help="results folder name")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default benchmarks/results/<machine>"
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=arguments.log_level.upper(), format="%(asctime)s %(name)s: %(message)s"
+    )
+    try:
+        config = load_config(arguments.streams)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    if arguments.device is not None:
+        config.detector.device = arguments.device
+        config.encoder.device = arguments.device
+    if arguments.start is not None:
+        for camera in config.cameras:
+            camera.start_seconds = arguments.start
+    set_replay(config, ReplayMode.FAST, arguments.duration)
+    encoders = [config.encoder.model, *(e for e in arguments.encoders.split(",") if e)]
+    systems = [*TRACKER_FILES, *(f"crosscam ({encoder})" for encoder in dict.fromkeys(encoders))]
+    measurements: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="crosscam-peers-") as scratch:
+        for repeat in range(arguments.repeats):
+            shift = repeat % len(systems)
+            for system in systems[shift:] + systems[:shift]:
+                mtmc_path = Path(scratch) / f"{repeat}-{len(measurements)}.mtmc.txt"
+                item = run_system(system, config, mtmc_path)
+                item.extra["accuracy"] = accuracy(
+                    config, arguments.gt, mtmc_path, item.extra.pop("processed_frames")
+                )
+                measurements.append(item)
+                logger.warning(
+                    "repeat %d, %s: %.2f frames/s, %s",
+                    repeat + 1, system, item.frames_per_second, item.extra["accuracy"],
+                )  # fmt: skip
+    report: dict[str, Any] = {
+        "run": describe_run(arguments, "benchmarks.peers"),
+        "config_file": str(arguments.streams),
+        "ground_truth": str(arguments.gt),
+        "streams": len(config.cameras),
+        "start_seconds": config.cameras[0].start_seconds,
+        "duration_seconds": arguments.duration,
+        "frames_evaluated": measurements[0].extra["accuracy"]["frames_evaluated"],
+        "tracker_files": TRACKER_FILES,
+        "systems": summarize_systems(measurements),
+        "measurements": [item.as_dict() for item in measurements],
+    }
+    out = arguments.out or RESULTS / arguments.machine
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.json").write_text(json.dumps(report, indent=1) + "\n")
+    markdown = markdown_report(report)
+    (out / "peers.md").write_text(markdown)
+    sys.stdout.write(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
