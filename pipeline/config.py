@@ -180,14 +180,14 @@ class TransitionWindow(StrictModel):
 class MatchingConfig(StrictModel):
     """Cross-camera identity matching."""
 
-    similarity_threshold: float = Field(default=0.6, ge=-1, le=1)
-    merge_threshold: float = Field(default=0.8, ge=-1, le=1)
+    similarity_threshold: float = Field(default=0.75, ge=-1, le=1)
+    merge_threshold: float = Field(default=0.85, ge=-1, le=1)
     identity_ttl_seconds: float = Field(default=600.0, gt=0)
     max_feature_weight: float = Field(
         default=8.0, gt=0, description="cap on accumulated clip quality behind a feature"
     )
     prototypes_per_identity: int = Field(
-        default=4, ge=1, description="diverse clip embeddings kept per identity (views, poses)"
+        default=1, ge=1, description="diverse clip embeddings kept per identity (views, poses)"
     )
     prototype_novelty: float = Field(
         default=0.85, ge=-1, le=1, description="a clip less similar to every prototype is new"
@@ -198,7 +198,7 @@ class MatchingConfig(StrictModel):
     negative_quantile: float = Field(default=0.95, gt=0, lt=1)
     min_negatives: int = Field(default=30, ge=1, description="before the quantile is used")
     reassociation_seconds: float = Field(
-        default=3.0,
+        default=0.0,
         ge=0,
         description="same camera: a new track may continue one ended this recently",
     )

@@ -68,7 +68,7 @@ def test_demo_config_loads_with_every_path_resolved():
 def test_sections_left_out_take_their_defaults(tmp_path: Path):
     config = load_config(write_yaml(tmp_path, minimal_config()))
     assert config.clips.clip_length == 8
-    assert config.matching.similarity_threshold == 0.6
+    assert config.matching.similarity_threshold == 0.75
     assert config.redis.url == ""
     assert config.cameras[0].display_name == "cam0"
 

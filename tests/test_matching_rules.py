@@ -15,7 +15,7 @@ def with_box(item, first_box):  # type: ignore[no-untyped-def]
 
 
 def test_a_broken_track_continues_its_identity_when_it_restarts_nearby():
-    gallery = matcher(similarity_threshold=0.9)
+    gallery = matcher(similarity_threshold=0.9, reassociation_seconds=3.0)
     gallery.update([embedded(0, 1, axis(0), 0.0, 2.0)])
     gallery.end_track(0, 1, 2.0, np.array([100, 50, 140, 150], dtype=np.float32))
     # Looks only moderately alike (0.6 < threshold 0.9), but starts right where track 1 ended.
@@ -31,7 +31,7 @@ def test_no_reassociation_far_away_too_late_or_in_another_camera():
         (0, 9.0, [105, 52, 145, 152]),  # too long after
         (1, 2.5, [105, 52, 145, 152]),  # another camera
     ]:
-        gallery = matcher(similarity_threshold=0.9)
+        gallery = matcher(similarity_threshold=0.9, reassociation_seconds=3.0)
         gallery.update([embedded(0, 1, axis(0), 0.0, 2.0)])
         gallery.end_track(0, 1, 2.0, np.array([100, 50, 140, 150], dtype=np.float32))
         gallery.update([with_box(embedded(camera, 2, at_angle(0, 1, 0.6), start, start + 1), box)])
