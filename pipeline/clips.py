@@ -163,12 +163,7 @@ class ClipBuffer:
         self._tracks.clear()
 
     def _crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        height, width = image.shape[:2]
-        x1, y1, x2, y2 = (round(v) for v in box)
-        x1, y1 = max(0, min(x1, width - 1)), max(0, min(y1, height - 1))
-        x2, y2 = max(x1 + 1, min(x2, width)), max(y1 + 1, min(y2, height))
-        size = (self.config.crop_width, self.config.crop_height)
-        return cv2.resize(image[y1:y2, x1:x2], size, interpolation=cv2.INTER_LINEAR)
+        return crop_box(image, box, (self.config.crop_height, self.config.crop_width))
 
     def _new_state(
         self, frame_detections: FrameDetections, box: np.ndarray, confidence: float
@@ -246,3 +241,21 @@ class ClipBuffer:
             confidence=state.last_confidence,
             captured_at=state.captured_at if state.captured_at else time.monotonic(),
         )
+
+
+def crop_box(image: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Cut one box out of a frame and resize it (bilinear) to the encoder input.
+
+    Args:
+        image: uint8 ``(H, W, 3)`` BGR frame.
+        box: ``(4,)`` xyxy pixels; clipped to the frame, at least one pixel wide and high.
+        size: ``(height, width)`` of the crop.
+
+    Returns:
+        uint8 ``(height, width, 3)`` BGR.
+    """
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (round(float(value)) for value in box)
+    x1, y1 = max(0, min(x1, width - 1)), max(0, min(y1, height - 1))
+    x2, y2 = max(x1 + 1, min(x2, width)), max(y1 + 1, min(y2, height))
+    return cv2.resize(image[y1:y2, x1:x2], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)

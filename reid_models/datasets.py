@@ -266,7 +266,8 @@ def load_tracklet_index(path: Path) -> VideoReidSplit:
     crop in temporal order; rows sharing a ``tracklet`` value form one tracklet.
 
     Image paths are relative to the index file's folder (absolute paths are kept). ``split`` is
-    ``train`` (the default), ``query`` or ``gallery``. Identity and camera labels may be
+    ``train`` (the default), ``query`` or ``gallery``; ``test`` entries (the miner's
+    later-in-time split) are held out and skipped. Identity and camera labels may be
     integers or strings (strings are numbered in sorted order).
     """
     path = Path(path)
@@ -282,6 +283,8 @@ def load_tracklet_index(path: Path) -> VideoReidSplit:
     groups: dict[str, list[Tracklet]] = {"train": [], "query": [], "gallery": []}
     for entry in entries:
         split = str(entry.get("split", "train"))
+        if split == "test":
+            continue
         if split not in groups:
             raise ValueError(f"{path}: unknown split {split!r}")
         images = tuple(path.parent / image for image in entry["images"])

@@ -140,6 +140,21 @@ class DrstaEncoder(nn.Module):
         """
         batch, frame_count = clips.shape[0], clips.shape[1]
         maps = self.backbone(self.normalization(clips.flatten(0, 1)))
+        return self._outputs(maps, batch, frame_count)
+
+    def frame_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
+        """Backbone maps of every frame: ``(batch, N, 3, H, W)`` -> ``(batch, N, C, h, w)``."""
+        batch, frame_count = clips.shape[0], clips.shape[1]
+        maps = self.backbone(self.normalization(clips.flatten(0, 1)))
+        return maps.unflatten(0, (batch, frame_count))
+
+    def training_outputs_from_maps(self, feature_maps: torch.Tensor) -> DrstaTrainingOutput:
+        """:meth:`training_outputs` from backbone maps float ``(batch, N, C, h, w)`` (training
+        with a frozen backbone computes them once per crop)."""
+        batch, frame_count = feature_maps.shape[0], feature_maps.shape[1]
+        return self._outputs(feature_maps.flatten(0, 1), batch, frame_count)
+
+    def _outputs(self, maps: torch.Tensor, batch: int, frame_count: int) -> DrstaTrainingOutput:
         attention = self.spatial_attention(maps)
         part_features = attention @ maps.flatten(2).transpose(1, 2)
         part_features = part_features.unflatten(0, (batch, frame_count))

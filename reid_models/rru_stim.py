@@ -299,9 +299,13 @@ class RruStimEncoder(nn.Module):
         Returns:
             float32 ``(batch, T, C, h, w)``.
         """
+        return self.rru(self.frame_feature_maps(clips))
+
+    def frame_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
+        """Backbone maps of every frame: ``(batch, T, 3, H, W)`` -> ``(batch, T, C, h, w)``."""
         batch, clip_length = clips.shape[0], clips.shape[1]
         maps = self.backbone(self.normalization(clips.flatten(0, 1)))
-        return self.rru(maps.unflatten(0, (batch, clip_length)))
+        return maps.unflatten(0, (batch, clip_length))
 
     def part_features(self, refined: torch.Tensor) -> torch.Tensor:
         """Horizontal stripes: float ``(batch, T, C, h, w)`` -> ``(batch, part_count, C)``."""
@@ -310,7 +314,12 @@ class RruStimEncoder(nn.Module):
 
     def training_outputs(self, clips: torch.Tensor) -> RruStimTrainingOutput:
         """Logits, video features and part features for the losses (any mode)."""
-        refined = self.refined_feature_maps(clips)
+        return self.training_outputs_from_maps(self.frame_feature_maps(clips))
+
+    def training_outputs_from_maps(self, feature_maps: torch.Tensor) -> RruStimTrainingOutput:
+        """:meth:`training_outputs` from backbone maps float ``(batch, T, C, h, w)`` (training
+        with a frozen backbone computes them once per crop)."""
+        refined = self.rru(feature_maps)
         video_features = self.stim(refined)
         logits = None if self.classifier is None else self.classifier(video_features)
         return RruStimTrainingOutput(logits, video_features, self.part_features(refined))
