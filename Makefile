@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest slow bench clean rtsp-deps
+.PHONY: demo test lint typecheck pytest slow bench clean rtsp-deps reid-results
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3.x'"; exit 2; }
@@ -47,6 +47,23 @@ bench: $(BENCH_STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
 		--streams-count 1,2 --duration 10 --mode realtime --repeats 3
 	$(BIN)/python -m benchmarks.performance_readme
+
+# ReID encoders end to end (reid_models/RESULTS.md): mine tracklets from the bundled videos with
+# the pipeline's detector and tracker, train RRU+STIM and DRSTA on them (frozen OSNet backbone),
+# evaluate TP and both against the terrace1 ground truth. About 15 minutes on 2 CPU cores.
+MINED := runs/mined/bundled/index.json
+$(MINED): $(STAMP)
+	rm -rf runs/mined/bundled
+	YOLO_OFFLINE=1 $(BIN)/python -m reid_models.mine --streams configs/train/mine_bundled.yaml \
+		--out runs/mined/bundled --gt benchmarks/ground_truth/terrace1.json
+
+reid-results: $(MINED)
+	rm -rf runs/train/rru_stim_mined runs/train/drsta_mined
+	$(BIN)/python -m reid_models.train --config configs/train/rru_stim_mined.yaml
+	$(BIN)/python -m reid_models.train --config configs/train/drsta_mined.yaml
+	$(BIN)/python -m reid_models.evaluate --index $(MINED) --encoder tp \
+		--encoder assets/weights/rru_stim_osnet_mined.pt \
+		--encoder assets/weights/drsta_osnet_mined.pt --out reid_models/RESULTS.md
 
 # The RTSP test server (tests/rtsp_server.py): ffmpeg publishing into GStreamer's RTSP server,
 # from Debian packages (~20 s, once); installed only when missing; elsewhere those tests skip.

@@ -106,10 +106,26 @@ def embed_tracklets(
     return np.concatenate(features) if features else np.zeros((0, 1), np.float32)
 
 
-def evaluate_protocol(encoder: NamedEncoder, protocol: Protocol) -> RetrievalMetrics:
-    """CMC/mAP of one encoder on one protocol (cosine distance)."""
-    query = embed_tracklets(encoder, protocol.query)
-    gallery = embed_tracklets(encoder, protocol.gallery)
+def evaluate_protocol(
+    encoder: NamedEncoder,
+    protocol: Protocol,
+    embedded: dict[tuple[Path, ...], np.ndarray] | None = None,
+) -> RetrievalMetrics:
+    """CMC/mAP of one encoder on one protocol (cosine distance).
+
+    ``embedded``: embeddings already computed, keyed by a tracklet's crop files (filled in),
+    so that a tracklet shared by several protocols is embedded once.
+    """
+    embedded = {} if embedded is None else embedded
+    missing = [
+        t
+        for t in {t.image_paths: t for t in (*protocol.query, *protocol.gallery)}.values()
+        if t.image_paths not in embedded
+    ]
+    for tracklet, feature in zip(missing, embed_tracklets(encoder, missing), strict=True):
+        embedded[tracklet.image_paths] = feature
+    query = np.stack([embedded[t.image_paths] for t in protocol.query])
+    gallery = np.stack([embedded[t.image_paths] for t in protocol.gallery])
     return evaluate_retrieval(
         pairwise_distances(query, gallery, metric="cosine"),
         np.array([t.identity for t in protocol.query]),
@@ -199,11 +215,12 @@ def evaluate_index(index: MinedIndex, encoders: Sequence[NamedEncoder]) -> dict[
             {"name": p.name, "queries": len(p.query), "gallery": len(p.gallery)} for p in protocols
         ]
     for encoder in tqdm(encoders, desc="encoders", unit="encoder"):
+        embedded: dict[tuple[Path, ...], np.ndarray] = {}
         for group, protocols in groups.items():
             protocols = [p for p in protocols if p.query and p.gallery]
             if not protocols:
                 continue
-            metrics = [evaluate_protocol(encoder, protocol) for protocol in protocols]
+            metrics = [evaluate_protocol(encoder, protocol, embedded) for protocol in protocols]
             results["rows"].append(
                 {"encoder": encoder.name, "protocol": group, **metrics_row(metrics)}
             )

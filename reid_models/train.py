@@ -38,6 +38,8 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from reid_models.associate import associate_identities
+from reid_models.backbones import build_backbone
 from reid_models.contract import INPUT_HEIGHT, INPUT_WIDTH
 from reid_models.datasets import (
     IdentityBalancedSampler,
@@ -51,7 +53,7 @@ from reid_models.datasets import (
 from reid_models.factory import describe_encoder, save_encoder
 from reid_models.feature_cache import FeatureMapCache
 from reid_models.losses import DrstaLoss, LossBreakdown, RruStimLoss
-from reid_models.mined_index import read_index
+from reid_models.mined_index import MinedIndex, MinedTracklet, read_index
 from reid_models.sampling import sample_clip_indices
 from reid_models.train_config import DatasetKind, TrainConfig, TrainConfigError, load_train_config
 
@@ -65,7 +67,10 @@ def training_tracklets(config: TrainConfig) -> list[Tracklet]:
     data = config.data
     if data.kind is DatasetKind.MINED:
         index = read_index(data.path)
-        tracklets = index.as_tracklets(t for t in index.tracklets if t.split == "train")
+        records = [t for t in index.tracklets if t.split == "train"]
+        tracklets = index.as_tracklets(records)
+        if data.associate_cameras:
+            tracklets = associated_tracklets(config, index, records, tracklets)
     elif data.kind is DatasetKind.MARS:
         tracklets = list(load_mars(data.path).train)
     elif data.kind is DatasetKind.ILIDS_VID:
@@ -85,10 +90,61 @@ def training_tracklets(config: TrainConfig) -> list[Tracklet]:
     return list(relabel_identities(kept))
 
 
+def associated_tracklets(
+    config: TrainConfig,
+    index: MinedIndex,
+    records: Sequence[MinedTracklet],
+    tracklets: Sequence[Tracklet],
+) -> list[Tracklet]:
+    """Relabel mined tracklets with cross-camera groups of their pseudo-identities."""
+    from reid_models.evaluate import NamedEncoder, embed_tracklets
+    from reid_models.temporal_pooling import TemporalPoolingEncoder
+
+    backbone = build_backbone(config.backbone, config.backbone_weights, pretrained=True)
+    encoder = NamedEncoder("tp", TemporalPoolingEncoder(backbone).eval(), config.clip_length)
+    features = embed_tracklets(encoder, tracklets)
+    identities = sorted({tracklet.identity for tracklet in tracklets})
+    position = {identity: row for row, identity in enumerate(identities)}
+    summed = np.zeros((len(identities), features.shape[1]))
+    cameras = [0] * len(identities)
+    for tracklet, feature in zip(tracklets, features, strict=True):
+        summed[position[tracklet.identity]] += feature
+        cameras[position[tracklet.identity]] = tracklet.camera
+    embeddings = summed / np.linalg.norm(summed, axis=1, keepdims=True)
+    code_of_name = {
+        record.name: tracklet.identity for record, tracklet in zip(records, tracklets, strict=True)
+    }
+    cannot_link = set()
+    for record, tracklet in zip(records, tracklets, strict=True):
+        for name in record.co_occurring:
+            if name in code_of_name:
+                first, second = position[tracklet.identity], position[code_of_name[name]]
+                cannot_link.add((min(first, second), max(first, second)))
+    groups = associate_identities(
+        embeddings, cameras, cannot_link, config.data.association_min_similarity
+    )
+    joined = len(identities) - len(set(groups))
+    persons: dict[int, set[str]] = {}
+    for record, tracklet in zip(records, tracklets, strict=True):
+        if record.person is not None:
+            persons.setdefault(groups[position[tracklet.identity]], set()).add(record.person)
+    mixed = sum(len(labels) > 1 for labels in persons.values())
+    logger.info(
+        "camera association: %d pseudo-identities -> %d (%d joins); diagnostic from the GT "
+        "labels, never used for training: %d groups hold more than one person",
+        len(identities),
+        len(set(groups)),
+        joined,
+        mixed,
+    )
+    return [
+        Tracklet(tracklet.image_paths, groups[position[tracklet.identity]], tracklet.camera)
+        for tracklet in tracklets
+    ]
+
+
 def build_model(config: TrainConfig, identity_count: int) -> Any:
     """The encoder with its training head, backbone initialised from the config."""
-    from reid_models.backbones import build_backbone
-
     backbone = build_backbone(config.backbone, config.backbone_weights, pretrained=True)
     if config.model == "rru_stim":
         from reid_models.rru_stim import RruStimEncoder
@@ -375,7 +431,7 @@ class Trainer:
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` pairs (top-level keys; values parsed as YAML)."""
+    """``key=value`` pairs (dotted keys such as ``data.path``; values parsed as YAML)."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, separator, value = pair.partition("=")

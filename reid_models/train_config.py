@@ -41,11 +41,17 @@ class DataConfig(StrictModel):
         path: the mined ``index.json``, or the dataset's root folder.
         min_tracklets_per_identity: identities with fewer tracklets are dropped (``1`` keeps
             every track; the PK sampler then draws different clips of the same tracklet).
+        associate_cameras: mined data only: join pseudo-identities of different cameras that
+            are mutual nearest neighbours under the pretrained backbone's TP features
+            (``reid_models.associate``), so training sees people change cameras.
+        association_min_similarity: lowest cosine similarity of such a join.
     """
 
     kind: DatasetKind = DatasetKind.MINED
     path: Path
     min_tracklets_per_identity: int = Field(default=1, ge=1)
+    associate_cameras: bool = False
+    association_min_similarity: float = Field(default=0.75, ge=-1, le=1)
 
 
 class LossConfig(StrictModel):
@@ -127,6 +133,8 @@ class TrainConfig(StrictModel):
 def load_train_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Parse a training YAML, resolving its paths against the file's folder.
 
+    ``overrides`` maps dotted keys (``epochs``, ``data.path``) to values set before validation.
+
     Raises:
         TrainConfigError: missing file, bad YAML, unknown key or wrong value (one line).
     """
@@ -141,7 +149,15 @@ def load_train_config(path: Path | str, overrides: dict[str, Any] | None = None)
         raise TrainConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise TrainConfigError(f"{path}: the top level must be a mapping")
-    raw.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        target = raw
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            child = target.setdefault(parent, {})
+            if not isinstance(child, dict):
+                raise TrainConfigError(f"{path}: cannot set {key}: {parent} is not a mapping")
+            target = child
+        target[leaf] = value
     try:
         config = TrainConfig.model_validate(raw)
     except ValidationError as error:
