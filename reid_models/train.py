@@ -50,7 +50,7 @@ from reid_models.datasets import (
     read_rgb_image,
     relabel_identities,
 )
-from reid_models.factory import describe_encoder, save_encoder
+from reid_models.factory import EncoderMetadata, describe_encoder, save_encoder
 from reid_models.feature_cache import FeatureMapCache
 from reid_models.losses import DrstaLoss, LossBreakdown, RruStimLoss
 from reid_models.mined_index import MinedIndex, MinedTracklet, read_index
@@ -298,6 +298,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "config": self.config.model_dump(mode="json"),
+            "metadata": self.metadata().model_dump(mode="json"),
             "history": self.history,
         }
         path = self.checkpoint_path(self.epoch)
@@ -410,6 +411,18 @@ class Trainer:
                 self.save_checkpoint()
         return self.export()
 
+    def metadata(self) -> EncoderMetadata:
+        """What the trained encoder is: architecture, backbone, input, T, mean/std, size,
+        training data, git commit."""
+        config = self.config
+        return describe_encoder(
+            self.model,
+            config.model,
+            config.backbone,
+            clip_length=config.clip_length,
+            training_data=config.training_data or str(config.data.path),
+        )
+
     def export(self) -> Path:
         """Write the inference encoder (no training head) with its metadata."""
         config = self.config
@@ -417,14 +430,7 @@ class Trainer:
         remove = getattr(model, "remove_classifier", None)
         classifier = remove() if remove is not None else None
         model.eval()
-        metadata = describe_encoder(
-            model,
-            config.model,
-            config.backbone,
-            clip_length=config.clip_length,
-            training_data=config.training_data or str(config.data.path),
-        )
-        save_encoder(config.export, model, metadata)
+        save_encoder(config.export, model, self.metadata())
         if classifier is not None:
             model.classifier = classifier
         return config.export

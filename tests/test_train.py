@@ -94,6 +94,12 @@ def test_resumed_training_equals_uninterrupted(
     assert final.keys() == reference.keys()
     for name in reference:
         assert torch.equal(final[name], reference[name]), name
+    checkpoint = torch.load(
+        resumed_folder / "run/checkpoints/epoch_002.pt", map_location="cpu", weights_only=False
+    )
+    assert checkpoint["epoch"] == 2
+    assert checkpoint["metadata"]["architecture"] == model
+    assert checkpoint["metadata"]["clip_length"] == 4
     log_lines = (straight_folder / "run/train_log.jsonl").read_text().splitlines()
     assert len(log_lines) == 2
 
