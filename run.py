@@ -4,6 +4,8 @@ python run.py --streams configs/demo.yaml          run the pipeline (embedded Re
 python run.py --streams cams.yaml --redis-url redis://host:6379/0
 python run.py inspect                              show what runs published
 python run.py check --streams cams.yaml            probe every camera and Redis, exit 1 if broken
+
+kill -HUP <pid> re-reads the --streams file: cameras removed, added or changed apply live.
 """
 
 from __future__ import annotations
@@ -113,8 +115,11 @@ def configure_logging(console: Console, level: str, log_format: str = "text") ->
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def install_signal_handlers(stop: Callable[[], None]) -> None:
-    """First SIGINT/SIGTERM asks for a clean stop; a second one exits at once (128 + signal)."""
+def install_signal_handlers(
+    stop: Callable[[], None], reload: Callable[[], None] | None = None
+) -> None:
+    """First SIGINT/SIGTERM asks for a clean stop; a second one exits at once (128 + signal).
+    SIGHUP calls ``reload`` (re-read the config) when given."""
     state = {"count": 0}
 
     def handler(signal_number: int, frame: FrameType | None) -> None:
@@ -126,6 +131,13 @@ def install_signal_handlers(stop: Callable[[], None]) -> None:
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    if reload is not None:
+
+        def reload_handler(signal_number: int, frame: FrameType | None) -> None:
+            logger.info("SIGHUP: reloading the config")
+            reload()
+
+        signal.signal(signal.SIGHUP, reload_handler)
 
 
 def run(argv: list[str], check: bool = False) -> int:
@@ -149,17 +161,28 @@ def run(argv: list[str], check: bool = False) -> int:
     from pipeline.console import StatusLine, summary_table
     from pipeline.metrics import OperationsServer
     from pipeline.redis_server import EmbeddedRedis
+    from pipeline.reload import ConfigReloader
     from pipeline.runner import Pipeline
 
     stop_requested = threading.Event()  # a signal while the models load stops the run too
     pipelines: list[Pipeline] = []
+
+    reload_requested = threading.Event()  # a SIGHUP while the models load applies at start
 
     def request_stop() -> None:
         stop_requested.set()
         for running in pipelines:
             running.stop()
 
-    install_signal_handlers(request_stop)
+    def request_reload() -> None:
+        reload_requested.set()
+        for running in pipelines:
+            running.request_reload()
+
+    install_signal_handlers(request_stop, request_reload)
+    reloader = ConfigReloader(
+        arguments.streams, arguments.overrides, lambda loaded: apply_arguments(loaded, arguments)
+    )
     operations = OperationsServer(config.metrics)
 
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -182,9 +205,12 @@ def run(argv: list[str], check: bool = False) -> int:
 
             edge_name = name if arguments.role == "edge" else None
             pipeline = Pipeline(config, redis_url, run_id, run_directory, on_tick, edge_name)
+            pipeline.config_loader = reloader.load
             pipelines.append(pipeline)
             if stop_requested.is_set():
                 pipeline.stop()
+            if reload_requested.is_set():
+                pipeline.request_reload()
             if config.metrics.enabled:
                 operations.attach(pipeline)
                 operations.start()

@@ -121,6 +121,8 @@ class PipelineCollector(Collector):
             info.add_metric([str(camera.id), camera.display_name, redact_url(camera.uri)], 1.0)
             for known in SourceState:
                 state.add_metric([str(camera.id), known.value], float(source.state is known))
+        for camera_id in list(pipeline.removed_cameras):
+            state.add_metric([str(camera_id), SourceState.REMOVED.value], 1.0)
         yield info
         yield state
         for name, (kind, documentation) in CAMERA_METRICS.items():

@@ -5,6 +5,8 @@ forward, tracks and buffers per camera, hands finished clips to the batching enc
 thread) and matches whatever clips it has embedded since the last tick. Events reach Redis in
 the same tick. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
 flushes clip buffers, encodes and matches what is in flight, publishes it and closes outputs.
+``request_reload()`` (SIGHUP) makes the loop re-read the config between ticks and stop, start
+or restart the cameras that changed (``pipeline/reload.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from engines.base import EngineSpec, load_engine
 from pipeline.clip_messages import clip_message, ended_message, started_message
 from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
-from pipeline.config import CrosscamConfig
+from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder
 from pipeline.identity_service import IdentityService
@@ -28,6 +30,7 @@ from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import StreamRecord, build_publisher
 from pipeline.records import Frame, FrameDetections
+from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
@@ -76,15 +79,20 @@ class Pipeline:
         self.latency = LatencyRecorder()
         self.timeline: FrameTimeline | None = None
         """Per-frame stage stamps; set by benchmarks (``benchmarks/pipeline.py``), else off."""
+        self.sources: list[CameraSource] = []
+        """Running cameras; changed in place by reloads (the frame gatherer holds this list)."""
+        self.trackers: dict[int, TrackerLike] = {}
+        self.buffers: dict[int, ClipBuffer] = {}
+        self.removed_cameras: dict[int, CameraConfig] = {}
+        """Cameras a reload removed (metrics show them as ``removed``)."""
+        self.config_loader: Callable[[], CrosscamConfig | None] | None = None
+        """Reads the config again for :meth:`request_reload`; None after an error (logged)."""
+        self._highest_track_id: dict[int, int] = {}
         self.totals = RunTotals()
-        self.sources = [CameraSource(camera) for camera in config.cameras]
+        for camera in config.cameras:
+            self._add_camera(camera)
         self.detector = PersonDetector(config.detector)
         frame_rates = {camera.id: camera.fps_cap or 25.0 for camera in config.cameras}
-        self.trackers = {
-            camera.id: CameraTracker(config.tracker, frame_rates[camera.id])
-            for camera in config.cameras
-        }
-        self.buffers = {camera.id: ClipBuffer(config.clips, camera.id) for camera in config.cameras}
         engine = load_engine(
             config.encoder.backend,
             EngineSpec(
@@ -110,17 +118,78 @@ class Pipeline:
             else None
         )
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self.started_at = time.monotonic()
-        for camera in config.cameras:
-            self.totals.cameras[camera.id] = CameraCounters()
 
     def stop(self) -> None:
         """Ask the loop to end after the current tick (safe from a signal handler)."""
         self._stop.set()
 
+    def request_reload(self) -> None:
+        """Ask the loop to re-read the config before its next tick (safe from a signal
+        handler)."""
+        self._reload.set()
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def _add_camera(self, camera: CameraConfig) -> CameraSource:
+        """Build the source, tracker and clip buffer of a camera (not started yet)."""
+        source = CameraSource(camera)
+        self.sources.append(source)
+        tracker = CameraTracker(self.config.tracker, camera.fps_cap or 25.0)
+        if camera.id in self._highest_track_id:  # restarted: never reuse one of its track ids
+            self.trackers[camera.id] = ContinuingTracker(
+                tracker, self._highest_track_id[camera.id] + 1
+            )
+        else:
+            self.trackers[camera.id] = tracker
+        self.buffers[camera.id] = ClipBuffer(self.config.clips, camera.id)
+        self.totals.cameras.setdefault(camera.id, CameraCounters())
+        self.removed_cameras.pop(camera.id, None)
+        return source
+
+    def _remove_camera(self, camera_id: int) -> None:
+        """Stop a camera's reader (joined), flush its clip buffer into the encoder and publish
+        its ended tracks, as shutdown does; the clips' identities follow in the next ticks."""
+        source = next(source for source in self.sources if source.camera.id == camera_id)
+        source.request_stop()
+        source.stop()
+        self.sources.remove(source)
+        self.trackers.pop(camera_id, None)
+        buffer = self.buffers.pop(camera_id)
+        self._handle_buffer_output(buffer.flush())
+        self.removed_cameras[camera_id] = source.camera
+
+    def apply_reload(self) -> ReloadPlan | None:
+        """Re-read the config and apply its camera changes; None when it did not load."""
+        if self.config_loader is None:
+            logger.warning("config reload requested, but this run has no config file to read")
+            return None
+        new_config = self.config_loader()
+        if new_config is None:
+            return None
+        plan = plan_reload(self.config, new_config)
+        if plan.restart_needed:
+            logger.warning(
+                "config reload: %s changed; restart crosscam to apply (only cameras change live)",
+                ", ".join(plan.restart_needed),
+            )
+        for camera_id in plan.removed:
+            self._remove_camera(camera_id)
+            logger.info("camera %s removed", camera_id)
+        for camera in plan.changed:
+            self._remove_camera(camera.id)
+            self._add_camera(camera).start()
+            logger.info("camera %s restarted with its new settings", camera.id)
+        for camera in plan.added:
+            self._add_camera(camera).start()
+            logger.info("camera %s added (%s)", camera.id, camera.display_name)
+        if plan.empty:
+            logger.info("config reload: cameras unchanged")
+        self.config.cameras = [camera.model_copy() for camera in new_config.cameras]
+        return plan
 
     def run(self) -> RunResult:
         """Run until every source ends, ``max_seconds`` pass, or :meth:`stop` is called."""
@@ -134,15 +203,20 @@ class Pipeline:
         self._restore_gallery()
         for source in self.sources:
             source.start()
-        gatherer = FrameGatherer(self.sources, should_stop=self._stop.is_set)
+        gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
         self.started_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 if self._out_of_time():
                     logger.info("max_seconds reached; stopping")
                     break
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.apply_reload()
                 frames = gatherer.gather()
                 if not frames:
+                    if self._reload.is_set() and not self._stop.is_set():
+                        continue
                     break
                 self._tick(self.detector_stage(frames))
                 if self.on_tick is not None:
@@ -150,6 +224,9 @@ class Pipeline:
         finally:
             result = self._shutdown()
         return result
+
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or self._reload.is_set()
 
     def _restore_gallery(self) -> None:
         if self.edge_name is None:
@@ -180,6 +257,11 @@ class Pipeline:
             started = time.monotonic()
             tracked = self.trackers[camera_id].update(frame_detections)
             tracked_at = time.monotonic()
+            track_ids = tracked.detections.tracker_id
+            if track_ids is not None and len(track_ids):
+                highest = int(max(track_ids))
+                if highest > self._highest_track_id.get(camera_id, -1):
+                    self._highest_track_id[camera_id] = highest
             emitted = self.buffers[camera_id].update(tracked)
             output.extend(emitted)
             clipped_at = time.monotonic()
@@ -291,7 +373,10 @@ class Pipeline:
             latency=self.latency,
             identities_total=len(matcher.identities) + matcher.expired_count,
             identities_multi_camera=matcher.multi_camera_count(),
-            sources={source.camera.id: source.state for source in self.sources},
+            sources={
+                **{camera_id: SourceState.REMOVED for camera_id in self.removed_cameras},
+                **{source.camera.id: source.state for source in self.sources},
+            },
             source_errors={s.camera.id: s.error for s in self.sources if s.error},
             events_unsent=self.publisher.buffered_events,
             mtmc_lines=mtmc_lines,

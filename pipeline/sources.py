@@ -38,6 +38,8 @@ class SourceState(StrEnum):
     ENDED = "ended"
     FAILED = "failed"
     STOPPED = "stopped"
+    REMOVED = "removed"
+    """Taken out of the config by a reload (``pipeline/reload.py``)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,12 @@ class CameraSource:
     @property
     def finished(self) -> bool:
         """True once the source will deliver no more frames (ended, failed or stopped)."""
-        return self.state in {SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED}
+        return self.state in {
+            SourceState.ENDED,
+            SourceState.FAILED,
+            SourceState.STOPPED,
+            SourceState.REMOVED,
+        }
 
     def start(self) -> None:
         self._thread.start()
