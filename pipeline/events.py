@@ -8,7 +8,7 @@ field           meaning
 schema_version  ``"1"``
 event_id        ``<run id>:<sequence>``, unique; consumers drop duplicates by it
 type            ``track_started`` | ``identity_assigned`` | ``identity_merged`` |
-                ``track_ended``
+                ``identity_split`` | ``track_ended``
 camera_id       camera id from the YAML
 track_id        the camera-local track id
 global_id       the cross-camera identity, ``-1`` while unknown
@@ -17,7 +17,15 @@ frame_index     0-based frame index in the camera's source
 timestamp       seconds (files: media time; live: Unix time)
 score           matching similarity (assigned/merged) or detection confidence
 merged_ids      ``identity_merged`` only: comma-separated ids folded into global_id
+split_from      ``identity_split`` only: the identity the track (camera_id, track_id)
+                left; global_id is the new identity it now has
 ==============  =====================================================================
+
+``identity_split`` (added within version 1: a new type and a field only it carries, so
+consumers that skip unknown types keep working) says an identity held two people: the track
+``(camera_id, track_id)`` moved from ``split_from`` to the new ``global_id``; its later events
+carry the new id. ``score`` is the track's similarity to the rest of the old identity, ``-1``
+when the split came from the two tracks being seen at the same time in one camera.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ class EventType(StrEnum):
     TRACK_STARTED = "track_started"
     IDENTITY_ASSIGNED = "identity_assigned"
     IDENTITY_MERGED = "identity_merged"
+    IDENTITY_SPLIT = "identity_split"
     TRACK_ENDED = "track_ended"
 
 
@@ -54,6 +63,7 @@ class Event:
     captured_at: float
     merged_ids: list[int] = field(default_factory=list)
     event_id: str = ""
+    split_from: int = -1
 
     def to_fields(self) -> dict[str, str]:
         """The Redis stream fields of this event (all strings)."""
@@ -71,6 +81,8 @@ class Event:
         }
         if self.type is EventType.IDENTITY_MERGED:
             fields["merged_ids"] = ",".join(str(identity) for identity in self.merged_ids)
+        if self.type is EventType.IDENTITY_SPLIT:
+            fields["split_from"] = str(self.split_from)
         return fields
 
 
@@ -84,4 +96,6 @@ def parse_fields(fields: dict[str, str]) -> dict[str, object]:
     parsed["bbox"] = [float(value) for value in fields["bbox"].split(",")]
     if fields.get("merged_ids"):
         parsed["merged_ids"] = [int(value) for value in fields["merged_ids"].split(",")]
+    if "split_from" in fields:
+        parsed["split_from"] = int(fields["split_from"])
     return parsed

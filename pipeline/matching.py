@@ -7,12 +7,17 @@ different track in the same camera at an overlapping time. Unmatched tracks open
 identities (later new tracks of the same batch may join them). Later clips of a track refine its
 identity's feature by a quality-weighted running mean, and when such a clip is closer to another
 identity than to its own, above ``merge_threshold``, the two identities are merged, unless they
-were ever seen at the same time in the same camera. Identities unseen for ``ttl`` expire.
+were ever seen at the same time in the same camera. When an identity turns out to hold two
+people (two of its tracks seen at the same time in one camera, or a track whose clips keep
+disagreeing with the rest of it; see ``pipeline/splits.py``), the track is split off into a new
+identity. Identities unseen for ``ttl`` expire.
+
+Similarities to the gallery come from a cached matrix (``pipeline/gallery.py``) updated in place
+as identities change, one matrix product per batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -22,13 +27,24 @@ from scipy.optimize import linear_sum_assignment
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
+from pipeline.gallery import (
+    OVERLAP_TOLERANCE_SECONDS,
+    GalleryMatrix,
+    Identity,
+    TrackKey,
+    TrackSpan,
+    unit_vector,
+    update_prototypes,
+)
 from pipeline.matching_rules import NegativeThreshold, TopologyRules, near_in_image
-
-TrackKey = tuple[int, int]
-"""``(camera_id, track_id)``."""
-
-OVERLAP_TOLERANCE_SECONDS = 0.2
-"""Track spans that overlap by less than this are not simultaneous (track hand-over)."""
+from pipeline.splits import (
+    SplitConfig,
+    TrackEvidence,
+    appearance_mismatch,
+    rebuild_from_tracks,
+    split_event,
+    tracks_to_move,
+)
 
 
 @dataclass
@@ -45,72 +61,6 @@ class EmbeddedClip:
 
 
 @dataclass
-class TrackSpan:
-    """When one track of an identity was visible: ``[start, end]`` seconds."""
-
-    start: float
-    end: float
-    active: bool = True
-    last_box: np.ndarray | None = None
-
-
-@dataclass
-class Identity:
-    """One global identity: its feature and where and when it was seen.
-
-    Attributes:
-        feature: float32 ``(D,)`` unit-norm running mean of its clips' embeddings.
-        weight: accumulated clip quality behind ``feature`` (capped).
-        tracks: the spans of each of its tracks, by ``(camera_id, track_id)``.
-        last_seen_by_camera: latest timestamp per camera id.
-    """
-
-    global_id: int
-    feature: np.ndarray
-    weight: float
-    first_seen: float
-    last_seen: float
-    tracks: dict[TrackKey, TrackSpan] = field(default_factory=dict)
-    last_seen_by_camera: dict[int, float] = field(default_factory=dict)
-    prototypes: list[np.ndarray] = field(default_factory=list)
-
-    def similarity(self, embedding: np.ndarray) -> float:
-        """Cosine similarity to the closest of the mean feature and the prototypes."""
-        best = float(embedding @ self.feature)
-        for prototype in self.prototypes:
-            best = max(best, float(embedding @ prototype))
-        return best
-
-    @property
-    def cameras(self) -> list[int]:
-        return sorted(self.last_seen_by_camera)
-
-    @property
-    def active(self) -> bool:
-        return any(span.active for span in self.tracks.values())
-
-    def conflicts_with(self, camera_id: int, start: float, end: float, exclude: TrackKey) -> bool:
-        """True if another track of this identity in ``camera_id`` overlaps ``[start, end]``.
-
-        A track that has not ended is still visible after its last clip: its span is open.
-        """
-        for key, span in self.tracks.items():
-            if key == exclude or key[0] != camera_id:
-                continue
-            overlap = min(end, _span_end(span)) - max(start, span.start)
-            if overlap > OVERLAP_TOLERANCE_SECONDS:
-                return True
-        return False
-
-    def ever_simultaneous_with(self, other: Identity) -> bool:
-        """True if the two identities had overlapping tracks in the same camera."""
-        return any(
-            other.conflicts_with(key[0], span.start, _span_end(span), exclude=key)
-            for key, span in self.tracks.items()
-        )
-
-
-@dataclass
 class MatchResult:
     """What one :meth:`IdentityMatcher.update` changed."""
 
@@ -122,8 +72,13 @@ class MatchResult:
 class IdentityMatcher:
     """The cross-camera gallery: ``update(embedded_clips) -> MatchResult``."""
 
-    def __init__(self, config: MatchingConfig) -> None:
+    def __init__(self, config: MatchingConfig, splits: SplitConfig | None = None) -> None:
         self.config = config
+        self.splits = splits if splits is not None else SplitConfig()
+        self.gallery = GalleryMatrix()
+        """Vectors of ``identities`` (same order), updated whenever an identity changes."""
+        self._evidence: dict[TrackKey, TrackEvidence] = {}
+        self._to_check: set[int] = set()
         self.identities: dict[int, Identity] = {}
         self.track_to_identity: dict[TrackKey, int] = {}
         self._next_global_id = 1
@@ -137,10 +92,14 @@ class IdentityMatcher:
         self._live_tracks: dict[TrackKey, tuple[np.ndarray, float, float]] = {}
         self._recently_ended: deque[tuple[TrackKey, float, np.ndarray, int]] = deque(maxlen=256)
         self.reassociations = 0
+        self.splits_count = 0
 
     def reset(self) -> None:
         """Forget every identity."""
         self.identities.clear()
+        self.gallery.clear()
+        self._evidence.clear()
+        self._to_check.clear()
         self.track_to_identity.clear()
         self._next_global_id = 1
         self.expired_count = 0
@@ -150,6 +109,7 @@ class IdentityMatcher:
         """Load a stored gallery (see ``pipeline/identity_store.py``); new ids continue after it."""
         for identity in identities:
             self.identities[identity.global_id] = identity
+            self.gallery.upsert(identity)
             self._now = max(self._now, identity.last_seen)
         self._next_global_id = max(self._next_global_id, max_global_id + 1)
 
@@ -175,8 +135,23 @@ class IdentityMatcher:
             for item in known:
                 self._refine(item, result)
             self._assign_new_tracks(new, result)
+        self._to_check.update(identity.global_id for identity in result.changed)
+        self.check_splits(result)
         self._expire(result)
         return result
+
+    def check_splits(self, result: MatchResult) -> None:
+        """Split tracks off identities whose tracks were seen at the same time in one camera
+        (identities changed since the last check: by clips or by track ends)."""
+        to_check, self._to_check = self._to_check, set()
+        if not self.splits.simultaneous:
+            return
+        for global_id in sorted(to_check):
+            identity = self.identities.get(global_id)
+            if identity is None or len(identity.tracks) < 2:
+                continue
+            for key in tracks_to_move(identity):
+                self._split(identity, key, -1.0, result)
 
     def end_track(
         self, camera_id: int, track_id: int, timestamp: float, box: np.ndarray | None = None
@@ -191,6 +166,7 @@ class IdentityMatcher:
             return
         span = self.identities[global_id].tracks.get((camera_id, track_id))
         if span is not None:
+            self._to_check.add(global_id)
             span.end = max(span.end, timestamp)
             span.active = False
             last_box = box if box is not None else span.last_box
@@ -253,10 +229,10 @@ class IdentityMatcher:
         if not new:
             return
         threshold = self.threshold.value
-        identities = list(self.identities.values())
+        identities = list(self.gallery.identities)
         unmatched = list(range(len(new)))
         if identities:
-            similarity = self._similarities(new, identities)
+            similarity = self._similarities(new)
             cost = np.where(self._allowed(new, identities), 1.0 - similarity, np.inf)
             cost = np.where(similarity >= threshold, cost, np.inf)
             rows, columns = _assignment(cost)
@@ -281,9 +257,15 @@ class IdentityMatcher:
                 best_similarity = 1.0
             self._attach(item, best, best_similarity, result)
 
-    def _similarities(self, new: list[EmbeddedClip], identities: list[Identity]) -> np.ndarray:
+    def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
+        """float64 ``(N, M)`` similarities of float32 ``(N, D)`` unit embeddings to the gallery,
+        columns in the order of ``self.gallery.identities`` (that of ``self.identities``)."""
+        return self.gallery.similarities(embeddings)
+
+    def _similarities(self, new: list[EmbeddedClip]) -> np.ndarray:
         """``(len(new), len(identities))`` similarities, topology verdicts applied."""
-        similarity = gallery_similarities(np.stack([item.embedding for item in new]), identities)
+        identities = list(self.gallery.identities)
+        similarity = self.gallery_similarities(np.stack([item.embedding for item in new]))
         if self.topology:
             for row, item in enumerate(new):
                 clip = item.clip
@@ -301,6 +283,8 @@ class IdentityMatcher:
         for row, item in enumerate(new):
             clip = item.clip
             for column, identity in enumerate(identities):
+                if clip.camera_id not in identity.last_seen_by_camera:
+                    continue  # no track in this camera (every track's camera is in there)
                 allowed[row, column] = not identity.conflicts_with(
                     clip.camera_id, clip.first_timestamp, clip.last_timestamp, item.key
                 )
@@ -323,6 +307,7 @@ class IdentityMatcher:
     ) -> None:
         self.track_to_identity[item.key] = identity.global_id
         self._absorb(identity, item)
+        self._evidence[item.key].mismatches = 0
         result.events.append(self._event(EventType.IDENTITY_ASSIGNED, item, identity, similarity))
         _mark_changed(result, identity)
 
@@ -331,9 +316,9 @@ class IdentityMatcher:
         clip = item.clip
         quality = max(clip.quality, 1e-3)
         mixed = identity.weight * identity.feature + quality * item.embedding
-        identity.feature = _unit(mixed)
+        identity.feature = unit_vector(mixed)
         identity.weight = min(identity.weight + quality, self.config.max_feature_weight)
-        self._update_prototypes(identity, item.embedding)
+        update_prototypes(identity, item.embedding, self.config)
         span = identity.tracks.setdefault(
             item.key, TrackSpan(clip.first_timestamp, clip.last_timestamp)
         )
@@ -345,6 +330,14 @@ class IdentityMatcher:
         identity.last_seen = max(identity.last_seen, clip.last_timestamp)
         previous = identity.last_seen_by_camera.get(clip.camera_id, clip.last_timestamp)
         identity.last_seen_by_camera[clip.camera_id] = max(previous, clip.last_timestamp)
+        self.gallery.upsert(identity)
+        evidence = self._evidence.get(item.key)
+        if evidence is None:
+            evidence = self._evidence[item.key] = TrackEvidence(np.zeros_like(item.embedding))
+        evidence.add(item.embedding, quality)
+        evidence.last_box = clip.last_box
+        evidence.last_frame_index = clip.last_frame_index
+        evidence.captured_at = clip.captured_at
 
     def _refine(self, item: EmbeddedClip, result: MatchResult) -> None:
         identity = self.identities.get(self.track_to_identity[item.key])
@@ -356,14 +349,16 @@ class IdentityMatcher:
         self._absorb(identity, item)
         _mark_changed(result, identity)
         candidate, candidate_similarity = None, self.config.merge_threshold
-        others = [other for other in self.identities.values() if other is not identity]
-        if others:
-            similarities = gallery_similarities(item.embedding[None], others)[0]
+        if len(self.gallery) > 1:
+            similarities = self.gallery_similarities(item.embedding[None])[0]
+            similarities[self.gallery.column_of(identity.global_id)] = -np.inf
             best = int(np.argmax(similarities))
             if similarities[best] > max(candidate_similarity, own_similarity):
-                candidate, candidate_similarity = others[best], float(similarities[best])
+                candidate = self.gallery.identities[best]
+                candidate_similarity = float(similarities[best])
         if candidate is not None and not identity.ever_simultaneous_with(candidate):
             self._merge(identity, candidate, item, candidate_similarity, result)
+        self._check_appearance(item, result)
 
     def _merge(
         self,
@@ -376,10 +371,10 @@ class IdentityMatcher:
         """Fold the younger identity into the older (smaller id) and publish the merge."""
         keep, fold = (first, second) if first.global_id < second.global_id else (second, first)
         total = keep.weight + fold.weight
-        keep.feature = _unit(keep.weight * keep.feature + fold.weight * fold.feature)
+        keep.feature = unit_vector(keep.weight * keep.feature + fold.weight * fold.feature)
         keep.weight = min(total, self.config.max_feature_weight)
         for prototype in fold.prototypes:
-            self._update_prototypes(keep, prototype)
+            update_prototypes(keep, prototype, self.config)
         keep.tracks.update(fold.tracks)
         keep.first_seen = min(keep.first_seen, fold.first_seen)
         keep.last_seen = max(keep.last_seen, fold.last_seen)
@@ -390,6 +385,8 @@ class IdentityMatcher:
         for key in fold.tracks:
             self.track_to_identity[key] = keep.global_id
         del self.identities[fold.global_id]
+        self.gallery.upsert(keep)
+        self.gallery.remove([fold.global_id])
         event = self._event(EventType.IDENTITY_MERGED, item, keep, similarity)
         event.merged_ids = [fold.global_id]
         result.events.append(event)
@@ -397,35 +394,58 @@ class IdentityMatcher:
         _mark_changed(result, keep)
         result.removed.append(fold.global_id)
 
-    def _update_prototypes(self, identity: Identity, embedding: np.ndarray) -> None:
-        """Keep up to K diverse prototypes: a novel view is added (the most redundant one goes
-        when full); a familiar one refines its nearest prototype."""
-        limit = self.config.prototypes_per_identity
-        if not identity.prototypes:
-            identity.prototypes.append(embedding.astype(np.float32))
+    def _check_appearance(self, item: EmbeddedClip, result: MatchResult) -> None:
+        """Count how many latest clips of a track disagree with the rest of its identity; split
+        the track off once they reach ``patience_clips``."""
+        identity = self.identities.get(self.track_to_identity.get(item.key, -1))
+        if identity is None:
             return
-        similarities = [float(embedding @ prototype) for prototype in identity.prototypes]
-        nearest = int(np.argmax(similarities))
-        if similarities[nearest] >= self.config.prototype_novelty:
-            identity.prototypes[nearest] = _unit(identity.prototypes[nearest] + embedding)
-            return
-        identity.prototypes.append(embedding.astype(np.float32))
-        if len(identity.prototypes) > limit:
-            stacked = np.stack(identity.prototypes)
-            gram = stacked @ stacked.T
-            np.fill_diagonal(gram, -np.inf)
-            identity.prototypes.pop(int(np.argmax(gram.max(axis=1))))
+        similarity = appearance_mismatch(
+            identity, self._evidence, item.key, item.embedding, self.splits
+        )
+        if similarity is not None:
+            self._split(identity, item.key, similarity, result)
+
+    def _split(self, identity: Identity, key: TrackKey, score: float, result: MatchResult) -> None:
+        """Move track ``key`` off ``identity`` into a new identity and publish the split; both
+        get features, prototypes and last-seen times rebuilt from their own tracks."""
+        span = identity.tracks.pop(key)
+        moved = Identity(
+            global_id=self._next_global_id,
+            feature=identity.feature.copy(),  # kept if the track has no evidence
+            weight=1.0,
+            first_seen=span.start,
+            last_seen=span.end,
+            tracks={key: span},
+        )
+        self._next_global_id += 1
+        self.identities[moved.global_id] = moved
+        self.track_to_identity[key] = moved.global_id
+        for rebuilt, forget_cameras in ((identity, {key[0]}), (moved, set())):
+            rebuild_from_tracks(rebuilt, self._evidence, forget_cameras, self.config)
+            self.gallery.upsert(rebuilt)
+        evidence = self._evidence.get(key)
+        if evidence is not None:
+            evidence.mismatches = 0
+        result.events.append(split_event(identity, moved, key, evidence, score))
+        self.splits_count += 1
+        _mark_changed(result, identity)
+        _mark_changed(result, moved)
 
     def _expire(self, result: MatchResult) -> None:
         deadline = self._now - self.config.identity_ttl_seconds
+        expired = []
         for global_id, identity in list(self.identities.items()):
             if identity.last_seen < deadline and not identity.active:
                 for key in identity.tracks:
                     self.track_to_identity.pop(key, None)
+                    self._evidence.pop(key, None)
                 del self.identities[global_id]
+                expired.append(global_id)
                 result.removed.append(global_id)
                 self.expired_count += 1
                 self.expired_multi_camera_count += len(identity.cameras) > 1
+        self.gallery.remove(expired)
 
     @staticmethod
     def _event(
@@ -443,22 +463,6 @@ class IdentityMatcher:
             score=similarity,
             captured_at=clip.captured_at,
         )
-
-
-def gallery_similarities(embeddings: np.ndarray, identities: list[Identity]) -> np.ndarray:
-    """Similarity of each embedding to each identity (its closest of feature and prototypes).
-
-    Args:
-        embeddings: float32 ``(N, D)`` unit rows.
-        identities: ``M`` identities.
-
-    Returns:
-        float64 ``(N, M)``.
-    """
-    vectors = [[identity.feature, *identity.prototypes] for identity in identities]
-    starts = np.cumsum([0] + [len(group) for group in vectors[:-1]])
-    matrix = np.stack([vector for group in vectors for vector in group])
-    return np.maximum.reduceat(embeddings @ matrix.T, starts, axis=1).astype(np.float64)
 
 
 def _rounds_by_track(items: list[EmbeddedClip]) -> list[list[EmbeddedClip]]:
@@ -484,16 +488,6 @@ def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows, columns = linear_sum_assignment(padded)
     keep = finite[rows, columns]
     return rows[keep], columns[keep]
-
-
-def _span_end(span: TrackSpan) -> float:
-    """The end of a span for overlap tests: open (``inf``) while its track is active."""
-    return math.inf if span.active else span.end
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vector))
-    return (vector / norm).astype(np.float32) if norm > 0 else vector.astype(np.float32)
 
 
 def _mark_changed(result: MatchResult, identity: Identity) -> None:

@@ -56,6 +56,7 @@ def make_event(sequence: int, event_type: EventType = EventType.TRACK_STARTED) -
         score=0.91234,
         captured_at=time.monotonic(),
         merged_ids=[7, 9] if event_type is EventType.IDENTITY_MERGED else [],
+        split_from=5 if event_type is EventType.IDENTITY_SPLIT else -1,
     )
 
 
@@ -84,12 +85,15 @@ def test_events_land_in_the_stream_with_every_schema_field(server: EmbeddedRedis
     events = [make_event(index, event_type) for index, event_type in enumerate(EventType)]
     sent = publisher.publish(events)
     assert sent == events
-    assert [event.event_id for event in events] == [f"run-7:{index}" for index in (1, 2, 3, 4)]
+    count = len(EventType)
+    assert [event.event_id for event in events] == [f"run-7:{index + 1}" for index in range(count)]
     stored = stream_fields(redis.Redis.from_url(server.url))
     assert len(stored) == len(events)
     for event, fields in zip(events, stored, strict=True):
-        expected_fields = EVENT_FIELDS | (
-            {"merged_ids"} if event.type is EventType.IDENTITY_MERGED else set()
+        expected_fields = (
+            EVENT_FIELDS
+            | ({"merged_ids"} if event.type is EventType.IDENTITY_MERGED else set())
+            | ({"split_from"} if event.type is EventType.IDENTITY_SPLIT else set())
         )
         assert set(fields) == expected_fields
         assert fields == event.to_fields()
@@ -104,7 +108,11 @@ def test_events_land_in_the_stream_with_every_schema_field(server: EmbeddedRedis
         assert parsed["score"] == pytest.approx(event.score, abs=5e-5)
         if event.type is EventType.IDENTITY_MERGED:
             assert parsed["merged_ids"] == [7, 9]
-    assert publisher.counters.events_published == 4
+        if event.type is EventType.IDENTITY_SPLIT:
+            assert parsed["split_from"] == 5
+        else:
+            assert "split_from" not in parsed
+    assert publisher.counters.events_published == count
     assert publisher.buffered_events == 0
     publisher.close()
 
