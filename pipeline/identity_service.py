@@ -5,8 +5,12 @@ matcher (``--role matcher``), so both assign identities with exactly the same co
 track starts, embedded clips and track ends into events:
 
 - ``track_started`` when a track appears (global id ``-1``, unknown yet);
-- ``identity_assigned`` / ``identity_merged`` from the matcher;
+- ``identity_assigned`` / ``identity_merged`` / ``identity_split`` from the matcher;
 - ``track_ended`` after the track's last clip was matched, so it carries the final global id.
+
+A track's end can reveal that two tracks of one identity were visible at the same time in one
+camera (its end time comes later than its last clip); the matcher then splits the identity, in
+:meth:`IdentityService.embedded` right after the final clips, or else with the next batch.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class IdentityService:
         """Match a batch of embedded clips; deferred ``track_ended`` events follow their clip."""
         started = time.monotonic()
         result = self.matcher.update(embedded)
+        ended = []
         for item in embedded:
             if not item.clip.final:
                 continue
@@ -57,8 +62,11 @@ class IdentityService:
             self.matcher.end_track(key[0], key[1], item.clip.last_timestamp, item.clip.last_box)
             event = self._ending.pop(key, None)
             if event is not None:
-                event.global_id = self.matcher.global_id_of(*key)
-                result.events.append(event)
+                ended.append(event)
+        self.matcher.check_splits(result)  # before the ends, so they carry the id after a split
+        for event in ended:
+            event.global_id = self.matcher.global_id_of(event.camera_id, event.track_id)
+            result.events.append(event)
         if embedded:
             self.match_latency_ms.append((time.monotonic() - started) * 1000.0)
         return result
