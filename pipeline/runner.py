@@ -29,6 +29,7 @@ from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import StreamRecord, build_publisher
+from pipeline.reconnect import ReconnectContinuity
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
@@ -108,7 +109,9 @@ class Pipeline:
             config.encoder.max_wait_ms,
             on_batch=lambda size, ms: self.latency.record("encode", ms),
         )
-        self.identity = IdentityService(config.matching)
+        # the matcher gets its own copy: re-association is widened after a camera reconnects
+        self.identity = IdentityService(config.matching.model_copy())
+        self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.matcher = self.identity.matcher
         self.publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
@@ -218,6 +221,8 @@ class Pipeline:
                     if self._reload.is_set() and not self._stop.is_set():
                         continue
                     break
+                if self.edge_name is None:
+                    self.continuity.update(self.sources)
                 self._tick(self.detector_stage(frames))
                 if self.on_tick is not None:
                     self.on_tick(self)

@@ -81,6 +81,8 @@ class CameraSource:
         self.counters = SourceCounters()
         self.resolution: tuple[int, int] | None = None
         """(width, height) of the newest frame."""
+        self.last_outage_seconds = 0.0
+        """Live sources: seconds from the last frame before the latest loss to the reconnect."""
         self.frames: queue.Queue[Frame] = queue.Queue(maxsize=camera.queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{camera.id}", daemon=True)
@@ -206,6 +208,7 @@ class CameraSource:
         frame_index = 0
         next_time = 0.0
         lost_at: float | None = None  # when a running stream broke, until it is back
+        last_frame_at = time.monotonic()
         while not self._stop.is_set():
             capture = self._open_live(log=attempt == 0)
             if capture is None:
@@ -214,6 +217,7 @@ class CameraSource:
                 attempt += 1
                 continue
             if lost_at is not None:
+                self.last_outage_seconds = time.monotonic() - last_frame_at
                 self.counters.reconnects += 1
                 logger.info(
                     "camera %s: reconnected after %.1f s", camera.id, time.monotonic() - lost_at
