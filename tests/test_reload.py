@@ -84,6 +84,16 @@ def wait_for_frames(port: int, camera_id: int, more_than: float, timeout_seconds
     )
 
 
+def started_track_ids(redis_url: str, camera_id: int) -> list[int]:
+    """Track ids of the ``track_started`` events of one camera, in stream order."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    return [
+        int(fields["track_id"])
+        for _, fields in client.xrange("crosscam:events")
+        if fields["camera_id"] == str(camera_id) and fields["type"] == "track_started"
+    ]
+
+
 def track_events(redis_url: str, camera_id: int) -> dict[str, set[int]]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     events: dict[str, set[int]] = {"track_started": set(), "track_ended": set()}
@@ -139,10 +149,17 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
         assert ended["track_started"] and ended["track_started"] <= ended["track_ended"]
 
         mark = len(log.read_text())
-        write_config(tmp_path, [file_camera(0, "c0"), file_camera(2, "c1")])
+        started_before = len(started_track_ids(redis_server.url, 0))
+        write_config(tmp_path, [file_camera(0, "c0") | {"fps_cap": 4}, file_camera(2, "c1")])
         process.send_signal(signal.SIGHUP)
         wait_for_line(log, "camera 2 added", timeout_seconds=15, after=mark)
+        wait_for_line(log, "camera 0 restarted", timeout_seconds=5, after=mark)
         wait_for_frames(port, 2, 3, timeout_seconds=20)
+        wait_for_frames(port, 0, frames_processed(port, 0) + 6, timeout_seconds=20)
+        deadline = time.monotonic() + 20  # the restarted camera 0 tracks people again
+        while len(started_track_ids(redis_server.url, 0)) == started_before:
+            assert time.monotonic() < deadline, "camera 0: no track after its restart"
+            time.sleep(0.3)
         health = fetch(f"http://127.0.0.1:{port}/healthz")[1]
         assert '"1"' not in health and '"2"' in health
     finally:
@@ -156,6 +173,8 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
     assert process.returncode == 0, tail(log)
     assert "Traceback" not in text
     assert text.count("camera 1 removed") == 1
+    started = started_track_ids(redis_server.url, 0)
+    assert len(started) == len(set(started)), started  # the restart reused no track id
     assert text.count("restart crosscam to apply") == 1  # camera-only reloads do not warn
     assert zero_rate > 1.5, zero_rate  # fps_cap 3: camera 0 did not stall
     print(f"camera 0 at {zero_rate:.1f} fps right after camera 1 was removed")
