@@ -1,11 +1,14 @@
 """Matcher throughput: how many clip messages per second one ``--role matcher`` handles.
 
-    python -m benchmarks.matcher [--clips 5000] [--cameras 8] [--people 200]
+    python -m benchmarks.matcher [--clips 5000] [--cameras 8] [--people 200] [--repeats 3]
 
 Fills the clip stream of an embedded Redis with synthetic edge messages (track start, clips
 with embeddings drawn around per-person centres, track end), then times one
-:class:`DistributedMatcher` draining it. Prints and saves JSON + markdown under
-``benchmarks/results/<machine>/matcher.*``.
+:class:`DistributedMatcher` draining it. Two matchers run side by side on the same messages,
+alternating ``--repeats`` times (the median counts): ``cached`` (the shipped one, similarities
+from the cached gallery matrix) and ``uncached`` (the same matcher with the reference
+similarities that stack every identity's vectors per call). Prints and saves JSON + markdown
+under ``benchmarks/results/<machine>/matcher.*``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +29,20 @@ from rich.progress import track
 from pipeline.clip_messages import clip_message, ended_message, started_message
 from pipeline.clips import Clip, TrackEvent
 from pipeline.config import CrosscamConfig
+from pipeline.gallery import gallery_similarities
 from pipeline.matcher_role import DistributedMatcher
-from pipeline.matching import EmbeddedClip
+from pipeline.matching import EmbeddedClip, IdentityMatcher
 from pipeline.redis_server import EmbeddedRedis
 
 RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = ("uncached", "cached")
+
+
+class UncachedMatcher(IdentityMatcher):
+    """The matcher with reference similarities: every identity's vectors stacked per call."""
+
+    def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
+        return gallery_similarities(embeddings, list(self.identities.values()))
 
 
 def synthetic_messages(
@@ -65,47 +78,97 @@ def synthetic_messages(
     return messages
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.matcher", description=__doc__)
-    parser.add_argument("--clips", type=int, default=5000)
-    parser.add_argument("--cameras", type=int, default=8)
-    parser.add_argument("--people", type=int, default=200)
-    arguments = parser.parse_args(argv)
-    console = Console()
-    messages = synthetic_messages(arguments.clips, arguments.cameras, arguments.people)
+def measure(messages: list[dict[str, str]], variant: str) -> dict[str, float]:
+    """Drain ``messages`` with one matcher of ``variant``; its counts and seconds."""
     with tempfile.TemporaryDirectory() as directory, EmbeddedRedis(Path(directory)) as server:
         config = CrosscamConfig()
         config.redis.url = server.url
         config.outputs.run_directory = Path(directory) / "runs"
         client = redis.Redis.from_url(server.url)
-        for fields in track(messages, description="filling the clip stream"):
-            client.xadd(config.redis.clip_stream, fields)  # type: ignore[arg-type]
+        pipe = client.pipeline(transaction=False)
+        for fields in messages:
+            pipe.xadd(config.redis.clip_stream, fields)  # type: ignore[arg-type]
+        pipe.execute()
         matcher = DistributedMatcher(config, server.url, "bench", "bench")
+        if variant == "uncached":
+            matcher.identity.matcher = UncachedMatcher(config.matching)
         started = time.perf_counter()
         counters = matcher.run(idle_exit_seconds=1.0)
         seconds = time.perf_counter() - started - 1.0  # the idle wait is not work
-        identities = len(matcher.identity.matcher.identities)
+        client.close()
+        return {
+            "messages": counters.messages,
+            "clips": counters.clips,
+            "identities_found": len(matcher.identity.matcher.identities),
+            "seconds": seconds,
+            "matching_seconds": sum(matcher.identity.match_latency_ms) / 1000.0,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.matcher", description=__doc__)
+    parser.add_argument("--clips", type=int, default=5000)
+    parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--people", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args(argv)
+    console = Console()
+    messages = synthetic_messages(arguments.clips, arguments.cameras, arguments.people)
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
+    for repeat in track(range(arguments.repeats), description="uncached / cached, alternating"):
+        for variant in VARIANTS if repeat % 2 == 0 else VARIANTS[::-1]:
+            runs[variant].append(measure(messages, variant))
+    variants: dict[str, dict[str, float | list[float]]] = {}
+    rates: dict[str, float] = {}
+    matching: dict[str, float] = {}
+    for variant, measured in runs.items():
+        seconds = statistics.median(run["seconds"] for run in measured)
+        clips, count = measured[0]["clips"], measured[0]["messages"]
+        rates[variant] = clips / seconds
+        matching[variant] = statistics.median(run["matching_seconds"] for run in measured)
+        variants[variant] = {
+            "identities_found": measured[0]["identities_found"],
+            "seconds": round(seconds, 3),
+            "seconds_each": [round(run["seconds"], 3) for run in measured],
+            "matching_seconds": round(matching[variant], 3),
+            "clips_per_second": round(clips / seconds, 1),
+            "messages_per_second": round(count / seconds, 1),
+        }
+    cached = variants["cached"]
     result = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
-        "messages": counters.messages,
-        "clips": counters.clips,
+        "messages": runs["cached"][0]["messages"],
+        "clips": runs["cached"][0]["clips"],
         "cameras": arguments.cameras,
         "people": arguments.people,
-        "identities_found": identities,
-        "seconds": round(seconds, 3),
-        "clips_per_second": round(counters.clips / seconds, 1),
-        "messages_per_second": round(counters.messages / seconds, 1),
+        "repeats": arguments.repeats,
+        "identities_found": cached["identities_found"],
+        "seconds": cached["seconds"],
+        "clips_per_second": cached["clips_per_second"],
+        "messages_per_second": cached["messages_per_second"],
+        "variants": variants,
+        "speedup_cached_over_uncached": round(rates["cached"] / rates["uncached"], 2),
+        "matching_speedup_cached_over_uncached": round(
+            matching["uncached"] / matching["cached"], 2
+        ),
     }
     console.print(result)
     output = RESULTS / platform.node()
     output.mkdir(parents=True, exist_ok=True)
     (output / "matcher.json").write_text(json.dumps(result, indent=2) + "\n")
+    rows = "".join(
+        f"| {variant} | {result['clips']} | {result['messages']} | {arguments.cameras} | "
+        f"{arguments.people} | {measured['identities_found']} | {measured['clips_per_second']} | "
+        f"{measured['messages_per_second']} |\n"
+        for variant, measured in variants.items()
+    )
     (output / "matcher.md").write_text(
-        "| clips | messages | cameras | people | identities found | clips/s | messages/s |\n"
-        "|---|---|---|---|---|---|---|\n"
-        f"| {result['clips']} | {result['messages']} | {arguments.cameras} | "
-        f"{arguments.people} | {identities} | {result['clips_per_second']} | "
-        f"{result['messages_per_second']} |\n"
+        "| matcher | clips | messages | cameras | people | identities found | clips/s "
+        "| messages/s |\n|---|---|---|---|---|---|---|---|\n" + rows + f"\nMedian of "
+        f"{arguments.repeats} alternating runs; cached / uncached: "
+        f"{result['speedup_cached_over_uncached']}x end to end (Redis included), "
+        f"{result['matching_speedup_cached_over_uncached']}x in the identity service alone "
+        f"({matching['uncached']:.3f} s -> {matching['cached']:.3f} s).\n"
     )
     return 0
 
