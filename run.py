@@ -65,6 +65,11 @@ def parse_run_arguments(argv: list[str]) -> argparse.Namespace:
         "--fresh", action="store_true", help="forget the identities stored in Redis"
     )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--watch-config",
+        action="store_true",
+        help="reload the --streams file when it changes (as on SIGHUP; polled every 2 s)",
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--log-format",
@@ -161,7 +166,7 @@ def run(argv: list[str], check: bool = False) -> int:
     from pipeline.console import StatusLine, summary_table
     from pipeline.metrics import OperationsServer
     from pipeline.redis_server import EmbeddedRedis
-    from pipeline.reload import ConfigReloader
+    from pipeline.reload import ConfigReloader, ConfigWatcher
     from pipeline.runner import Pipeline
 
     stop_requested = threading.Event()  # a signal while the models load stops the run too
@@ -183,6 +188,7 @@ def run(argv: list[str], check: bool = False) -> int:
     reloader = ConfigReloader(
         arguments.streams, arguments.overrides, lambda loaded: apply_arguments(loaded, arguments)
     )
+    watcher = ConfigWatcher(arguments.streams, request_reload) if arguments.watch_config else None
     operations = OperationsServer(config.metrics)
 
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -214,10 +220,14 @@ def run(argv: list[str], check: bool = False) -> int:
             if config.metrics.enabled:
                 operations.attach(pipeline)
                 operations.start()
+            if watcher is not None:
+                watcher.start()
             result = pipeline.run()
         console.print(summary_table(result))
         _print_how_to_look(console, run_directory, config, embedded is not None, redis_url)
     finally:
+        if watcher is not None:
+            watcher.stop()
         operations.stop()
         if embedded is not None:
             embedded.stop()

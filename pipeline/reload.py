@@ -1,4 +1,5 @@
-"""Live config reload (``kill -HUP``): re-read the streams YAML and work out what changes.
+"""Live config reload (``kill -HUP`` or ``--watch-config``): re-read the streams YAML and
+work out what changes.
 
 Only cameras change live: removed cameras stop (their clips are flushed and published), added
 ones start, changed ones restart. Every other section is read by components built once at
@@ -10,6 +11,7 @@ and the problem, and the running config stays.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,3 +120,46 @@ class ContinuingTracker:
 
     def reset(self) -> None:
         self.tracker.reset()
+
+
+class ConfigWatcher:
+    """``--watch-config``: polls the config file's modification time on a daemon thread and
+    calls ``on_change`` (e.g. :meth:`Pipeline.request_reload`) when it changes.
+
+    Polling, not inotify: it works the same on bind mounts, NFS and in containers, and an
+    editor that replaces the file (new inode) is seen too.
+    """
+
+    def __init__(
+        self, path: Path, on_change: Callable[[], None], interval_seconds: float = 2.0
+    ) -> None:
+        self.path = path
+        self.on_change = on_change
+        self.interval_seconds = interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
+        self._signature = self._read_signature()
+
+    def start(self) -> ConfigWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval_seconds + 1.0)
+
+    def _read_signature(self) -> tuple[int, int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None  # being replaced; the next poll sees the new file
+        return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_seconds):
+            signature = self._read_signature()
+            if signature is not None and signature != self._signature:
+                self._signature = signature
+                logger.info("%s changed: reloading the config", self.path)
+                self.on_change()

@@ -3,7 +3,7 @@ the running config, a camera removed stops cleanly (ended tracks published, stat
 /metrics), one added starts, the other keeps producing frames, SIGINT still exits 0.
 
 Plus the pure parts: the reload plan and track ids that continue across a camera restart.
-The subprocess test takes about 60 s on a 2-core CPU (most of it loading the models).
+The subprocess tests take about 20 s and 12 s on a 2-core CPU (most of it loading the models).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.records import Frame, FrameDetections
 from pipeline.redis_server import EmbeddedRedis
-from pipeline.reload import ConfigReloader, ContinuingTracker, plan_reload
+from pipeline.reload import ConfigReloader, ConfigWatcher, ContinuingTracker, plan_reload
 from tests.conftest import ASSETS, REPOSITORY_ROOT
 from tests.rtsp_server import free_port
 from tests.test_operations import fetch, sample, wait_until_ready, write_config
@@ -180,6 +180,34 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
     print(f"camera 0 at {zero_rate:.1f} fps right after camera 1 was removed")
 
 
+def test_watch_config_applies_a_rewritten_file(tmp_path: Path, redis_server: EmbeddedRedis):
+    config = write_config(tmp_path, [file_camera(0, "c0"), file_camera(1, "c1")])
+    port = free_port()
+    log = tmp_path / "crosscam.log"
+    command = [
+        sys.executable, "run.py", "--quiet", "--watch-config", "--streams", str(config),
+        "--redis-url", redis_server.url, "--set", f"metrics.port={port}",
+    ]  # fmt: skip
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            command, cwd=REPOSITORY_ROOT, stdout=subprocess.DEVNULL, stderr=log_file, text=True
+        )
+    try:
+        wait_until_ready(process, port, timeout_seconds=120)
+        write_config(tmp_path, [file_camera(1, "c1")])
+        wait_for_line(log, "camera 0 removed", timeout_seconds=15)
+        wait_for_frames(port, 1, frames_processed(port, 1) + 3, timeout_seconds=15)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0, tail(log)
+    assert "changed: reloading the config" in log.read_text()
+
+
 def camera(camera_id: int, **settings: object) -> CameraConfig:
     return CameraConfig.model_validate({"id": camera_id, "uri": "rtsp://10.0.0.7/s", **settings})
 
@@ -223,3 +251,23 @@ def test_restarted_camera_track_ids_continue_after_the_old_ones():
     frame = Frame(0, 0, 0.0, np.zeros((4, 4, 3), dtype=np.uint8), 0.0)
     tracked = ContinuingTracker(CountingTracker(), 7).update(FrameDetections(frame, detections))
     assert tracked.detections.tracker_id.tolist() == [7, 8]
+
+
+def test_watch_config_calls_back_once_per_change(tmp_path: Path):
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras: []\n")
+    changes: list[float] = []
+    watcher = ConfigWatcher(path, lambda: changes.append(time.monotonic()), 0.05).start()
+    try:
+        time.sleep(0.3)
+        assert changes == []  # nothing changed yet
+        replacement = tmp_path / "cams.yaml.new"  # editors replace the file
+        replacement.write_text("cameras: [{id: 0, uri: rtsp://x/s}]\n")
+        replacement.replace(path)
+        deadline = time.monotonic() + 5
+        while not changes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+    finally:
+        watcher.stop()
+    assert len(changes) == 1
