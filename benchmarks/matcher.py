@@ -6,9 +6,9 @@ Fills the clip stream of an embedded Redis with synthetic edge messages (track s
 with embeddings drawn around per-person centres, track end), then times one
 :class:`DistributedMatcher` draining it. Two matchers run side by side on the same messages,
 alternating ``--repeats`` times (the median counts): ``cached`` (the shipped one, similarities
-from the cached gallery matrix) and ``uncached`` (the same matcher with the reference
-similarities that stack every identity's vectors per call). Prints and saves JSON + markdown
-under ``benchmarks/results/<machine>/matcher.*``.
+from the cached gallery matrix, one product per round) and ``uncached`` (the same matcher,
+``cached=False``: reference similarities that stack every identity's vectors per call).
+Prints and saves JSON + markdown under ``benchmarks/results/<machine>/matcher.*``.
 """
 
 from __future__ import annotations
@@ -29,20 +29,12 @@ from rich.progress import track
 from pipeline.clip_messages import clip_message, ended_message, started_message
 from pipeline.clips import Clip, TrackEvent
 from pipeline.config import CrosscamConfig
-from pipeline.gallery import gallery_similarities
 from pipeline.matcher_role import DistributedMatcher
 from pipeline.matching import EmbeddedClip, IdentityMatcher
 from pipeline.redis_server import EmbeddedRedis
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("uncached", "cached")
-
-
-class UncachedMatcher(IdentityMatcher):
-    """The matcher with reference similarities: every identity's vectors stacked per call."""
-
-    def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
-        return gallery_similarities(embeddings, list(self.identities.values()))
 
 
 def synthetic_messages(
@@ -91,7 +83,7 @@ def measure(messages: list[dict[str, str]], variant: str) -> dict[str, float]:
         pipe.execute()
         matcher = DistributedMatcher(config, server.url, "bench", "bench")
         if variant == "uncached":
-            matcher.identity.matcher = UncachedMatcher(config.matching)
+            matcher.identity.matcher = IdentityMatcher(config.matching, cached=False)
         started = time.perf_counter()
         counters = matcher.run(idle_exit_seconds=1.0)
         seconds = time.perf_counter() - started - 1.0  # the idle wait is not work

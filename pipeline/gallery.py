@@ -108,6 +108,23 @@ class Identity:
         return pairs
 
 
+@dataclass
+class SimilaritySnapshot:
+    """Similarities of a batch of embeddings to the gallery at one moment, to be brought up to
+    date cheaply (only the identities written since) while the batch is folded in clip by clip.
+
+    Attributes:
+        embeddings: float32 ``(N, D)``.
+        values: float64 ``(N, M)`` at the time of the snapshot.
+        version: the gallery's write counter then; ``layout``: its removal counter then.
+    """
+
+    embeddings: np.ndarray
+    values: np.ndarray
+    version: int
+    layout: int
+
+
 class GalleryMatrix:
     """Every identity's mean feature and prototypes as one cached float32 array.
 
@@ -123,6 +140,10 @@ class GalleryMatrix:
         """float32 ``(capacity, slots, D)``; rows past ``len(identities)`` are unused."""
         self._valid = np.zeros((0, 1), dtype=bool)
         """bool ``(capacity, slots)``: which slots hold a vector."""
+        self._written_at = np.zeros(0, dtype=np.int64)
+        """int64 ``(capacity,)``: the write counter when each column was last written."""
+        self._version = 0
+        self._layout = 0
 
     def __len__(self) -> int:
         return len(self.identities)
@@ -131,6 +152,7 @@ class GalleryMatrix:
         self.identities.clear()
         self._column.clear()
         self._valid[:] = False
+        self._layout += 1
 
     def upsert(self, identity: Identity) -> None:
         """Write an identity's current vectors (appended at the end if it is new)."""
@@ -146,6 +168,8 @@ class GalleryMatrix:
         self._valid[column] = False
         self._vectors[column, : len(vectors)] = vectors
         self._valid[column, : len(vectors)] = True
+        self._version += 1
+        self._written_at[column] = self._version
 
     def remove(self, global_ids: Iterable[int]) -> None:
         """Drop identities, keeping the order of the others."""
@@ -157,6 +181,8 @@ class GalleryMatrix:
         self._vectors[: len(kept)] = self._vectors[kept]
         self._valid[: len(kept)] = self._valid[kept]
         self._valid[len(kept) : count] = False
+        self._written_at[: len(kept)] = self._written_at[kept]
+        self._layout += 1
         self.identities = [self.identities[column] for column in kept.tolist()]
         self._column = {identity.global_id: index for index, identity in enumerate(self.identities)}
 
@@ -173,15 +199,38 @@ class GalleryMatrix:
         Returns:
             float64 ``(N, M)``, columns in the order of ``identities``.
         """
+        return self._similarities(embeddings, slice(0, len(self.identities)))
+
+    def snapshot(self, embeddings: np.ndarray) -> SimilaritySnapshot:
+        """:meth:`similarities` of float32 ``(N, D)`` embeddings, kept for :meth:`current`."""
+        values = self.similarities(embeddings)
+        return SimilaritySnapshot(embeddings, values, self._version, self._layout)
+
+    def current(self, snapshot: SimilaritySnapshot, row: int) -> np.ndarray:
+        """float64 ``(M,)``: row ``row`` of a snapshot as :meth:`similarities` would give it now
+        (columns written or added since are recomputed; after a removal, all of them)."""
+        embedding = snapshot.embeddings[row : row + 1]
+        if snapshot.layout != self._layout:
+            return self.similarities(embedding)[0]
         count = len(self.identities)
+        values = np.empty(count, dtype=np.float64)
+        known = snapshot.values.shape[1]
+        values[:known] = snapshot.values[row]
+        stale = np.flatnonzero(self._written_at[:count] > snapshot.version)
+        if stale.size:
+            values[stale] = self._similarities(embedding, stale)[0]
+        return values
+
+    def _similarities(self, embeddings: np.ndarray, columns: slice | np.ndarray) -> np.ndarray:
+        """float64 ``(N, len(columns))`` similarities to the identities of ``columns``."""
+        vectors, valid = self._vectors[columns], self._valid[columns]
+        count, slots, dimension = vectors.shape
         if count == 0:
             return np.zeros((len(embeddings), 0), dtype=np.float64)
-        vectors = self._vectors[:count]
-        slots, dimension = vectors.shape[1], vectors.shape[2]
         products = (embeddings @ vectors.reshape(count * slots, dimension).T).reshape(
             len(embeddings), count, slots
         )
-        products = np.where(self._valid[:count], products, -np.inf)
+        products = np.where(valid, products, -np.inf)
         return products.max(axis=2).astype(np.float64)
 
     def _reserve(self, count: int, slots: int, dimension: int) -> None:
@@ -196,6 +245,9 @@ class GalleryMatrix:
         new_slots = max(slots, current_slots)
         vectors = np.zeros((new_capacity, new_slots, dimension), dtype=np.float32)
         valid = np.zeros((new_capacity, new_slots), dtype=bool)
+        written_at = np.zeros(new_capacity, dtype=np.int64)
+        written_at[: len(self._written_at)] = self._written_at[:new_capacity]
+        self._written_at = written_at
         used = len(self.identities)
         if used and current_dimension == dimension:
             vectors[:used, :current_slots] = self._vectors[:used]

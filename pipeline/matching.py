@@ -22,8 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from pipeline.assignment import assignment, rounds_by_track
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
@@ -31,8 +31,10 @@ from pipeline.gallery import (
     OVERLAP_TOLERANCE_SECONDS,
     GalleryMatrix,
     Identity,
+    SimilaritySnapshot,
     TrackKey,
     TrackSpan,
+    gallery_similarities,
     unit_vector,
     update_prototypes,
 )
@@ -72,8 +74,13 @@ class MatchResult:
 class IdentityMatcher:
     """The cross-camera gallery: ``update(embedded_clips) -> MatchResult``."""
 
-    def __init__(self, config: MatchingConfig, splits: SplitConfig | None = None) -> None:
+    def __init__(
+        self, config: MatchingConfig, splits: SplitConfig | None = None, cached: bool = True
+    ) -> None:
+        """``cached=False`` computes similarities the reference way (vectors stacked from the
+        identities per call): slower, for tests and benchmarks of the cached matrix."""
         self.config = config
+        self.cached = cached
         self.splits = splits if splits is not None else SplitConfig()
         self.gallery = GalleryMatrix()
         """Vectors of ``identities`` (same order), updated whenever an identity changes."""
@@ -129,11 +136,14 @@ class IdentityMatcher:
             self._now = max(self._now, *(item.clip.last_timestamp for item in embedded_clips))
         for item in embedded_clips:
             self._collect_negatives(item)
-        for round_items in _rounds_by_track(embedded_clips):
+        for round_items in rounds_by_track(embedded_clips):
             known = [item for item in round_items if item.key in self.track_to_identity]
             new = [item for item in round_items if item.key not in self.track_to_identity]
-            for item in known:
-                self._refine(item, result)
+            snapshot = None
+            if self.cached and len(known) > 1 and len(self.gallery):
+                snapshot = self.gallery.snapshot(np.stack([item.embedding for item in known]))
+            for row, item in enumerate(known):
+                self._refine(item, result, snapshot, row)
             self._assign_new_tracks(new, result)
         self._to_check.update(identity.global_id for identity in result.changed)
         self.check_splits(result)
@@ -235,7 +245,7 @@ class IdentityMatcher:
             similarity = self._similarities(new)
             cost = np.where(self._allowed(new, identities), 1.0 - similarity, np.inf)
             cost = np.where(similarity >= threshold, cost, np.inf)
-            rows, columns = _assignment(cost)
+            rows, columns = assignment(cost)
             for row, column in zip(rows, columns, strict=True):
                 self._attach(new[row], identities[column], float(similarity[row, column]), result)
             unmatched = [row for row in unmatched if row not in set(rows.tolist())]
@@ -260,6 +270,8 @@ class IdentityMatcher:
     def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
         """float64 ``(N, M)`` similarities of float32 ``(N, D)`` unit embeddings to the gallery,
         columns in the order of ``self.gallery.identities`` (that of ``self.identities``)."""
+        if not self.cached:
+            return gallery_similarities(embeddings, list(self.identities.values()))
         return self.gallery.similarities(embeddings)
 
     def _similarities(self, new: list[EmbeddedClip]) -> np.ndarray:
@@ -339,7 +351,18 @@ class IdentityMatcher:
         evidence.last_frame_index = clip.last_frame_index
         evidence.captured_at = clip.captured_at
 
-    def _refine(self, item: EmbeddedClip, result: MatchResult) -> None:
+    def _refine(
+        self,
+        item: EmbeddedClip,
+        result: MatchResult,
+        snapshot: SimilaritySnapshot | None = None,
+        row: int = 0,
+    ) -> None:
+        """Fold a clip into its track's identity; merge or split on its evidence.
+
+        ``snapshot`` row ``row``: this clip's similarities computed with its whole round (one
+        matrix product), brought up to date here.
+        """
         identity = self.identities.get(self.track_to_identity[item.key])
         if identity is None:  # expired while the track was quiet: start again
             del self.track_to_identity[item.key]
@@ -350,7 +373,10 @@ class IdentityMatcher:
         _mark_changed(result, identity)
         candidate, candidate_similarity = None, self.config.merge_threshold
         if len(self.gallery) > 1:
-            similarities = self.gallery_similarities(item.embedding[None])[0]
+            if snapshot is not None:
+                similarities = self.gallery.current(snapshot, row)
+            else:
+                similarities = self.gallery_similarities(item.embedding[None])[0]
             similarities[self.gallery.column_of(identity.global_id)] = -np.inf
             best = int(np.argmax(similarities))
             if similarities[best] > max(candidate_similarity, own_similarity):
@@ -463,31 +489,6 @@ class IdentityMatcher:
             score=similarity,
             captured_at=clip.captured_at,
         )
-
-
-def _rounds_by_track(items: list[EmbeddedClip]) -> list[list[EmbeddedClip]]:
-    """Split a batch so each track appears at most once per round, in arrival order (a batch
-    can hold several clips of one track; the first decides its identity, later ones refine)."""
-    rounds: list[list[EmbeddedClip]] = []
-    seen_in: dict[TrackKey, int] = {}
-    for item in items:
-        index = seen_in.get(item.key, -1) + 1
-        seen_in[item.key] = index
-        if index == len(rounds):
-            rounds.append([])
-        rounds[index].append(item)
-    return rounds
-
-
-def _assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hungarian assignment on a cost matrix where ``inf`` means forbidden."""
-    finite = np.isfinite(cost)
-    if not finite.any():
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    padded = np.where(finite, cost, cost[finite].max() + 1e6)
-    rows, columns = linear_sum_assignment(padded)
-    keep = finite[rows, columns]
-    return rows[keep], columns[keep]
 
 
 def _mark_changed(result: MatchResult, identity: Identity) -> None:

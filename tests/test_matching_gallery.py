@@ -18,14 +18,6 @@ def random_unit(generator: np.random.Generator, count: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-class ReferenceMatcher(IdentityMatcher):
-    """The matcher with the uncached similarities: vectors stacked from the identity dict per
-    call (what the matcher did before the cached matrix)."""
-
-    def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
-        return gallery_similarities(embeddings, list(self.identities.values()))
-
-
 def random_batches(seed: int, people: int = 12, cameras: int = 3, batches: int = 60):
     """Batches of clips of tracks of ``people`` persons (noisy views, some tracks several clips
     per batch, some ending), over a long enough time for identities to expire."""
@@ -70,7 +62,9 @@ def test_cached_gallery_gives_the_reference_events(seed: int, prototypes: int):
         prototypes_per_identity=prototypes,
         prototype_novelty=0.9,
     )
-    fast, reference = IdentityMatcher(config), ReferenceMatcher(config)
+    # reference: vectors stacked from the identity dict per call, no batch snapshot (what the
+    # matcher did before the cached matrix)
+    fast, reference = IdentityMatcher(config), IdentityMatcher(config, cached=False)
     kinds = set()
     for batch in random_batches(seed):
         fast_events = fast.update(batch).events
@@ -123,3 +117,28 @@ def test_gallery_matrix_follows_upserts_and_removals():
             assert gallery.similarities(probes).shape == (3, 0)
     gallery.clear()
     assert len(gallery) == 0 and gallery.similarities(random_unit(generator, 2)).shape == (2, 0)
+
+
+def test_snapshot_brought_up_to_date_equals_fresh_similarities():
+    generator = np.random.default_rng(9)
+    gallery = GalleryMatrix(initial_capacity=2)
+    vectors = random_unit(generator, 6)
+    identities = [Identity(index, vectors[index], 1.0, 0.0, 0.0) for index in range(6)]
+    for identity in identities:
+        gallery.upsert(identity)
+    probes = random_unit(generator, 4)
+    snapshot = gallery.snapshot(probes)
+    identities[2].feature = random_unit(generator, 1)[0]  # written after the snapshot
+    identities[4].prototypes = list(random_unit(generator, 2))  # more slots than before
+    gallery.upsert(identities[2])
+    gallery.upsert(identities[4])
+    for index in range(6, 70):  # appended, past the capacity
+        gallery.upsert(Identity(index, random_unit(generator, 1)[0], 1.0, 0.0, 0.0))
+    fresh = gallery.similarities(probes)
+    for row in range(len(probes)):
+        np.testing.assert_allclose(gallery.current(snapshot, row), fresh[row], atol=1e-6)
+    gallery.remove([3])  # a removal moves columns: everything is recomputed
+    np.testing.assert_allclose(
+        gallery.current(snapshot, 1), gallery.similarities(probes[1:2])[0], atol=1e-6
+    )
+    assert len(gallery.current(snapshot, 1)) == 69
