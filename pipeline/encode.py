@@ -4,6 +4,16 @@ Clips from every camera go into one queue. A worker thread takes the first waiti
 gathers more until ``max_batch`` clips or ``max_wait_ms`` have passed, runs the engine once on
 the batch, and hands each embedding back with its clip. Clips of different lengths (``all``
 sampling) are batched separately.
+
+Overload: at most ``max_pending_clips`` clips wait (a clip is about 0.8 MB; unbounded, an
+overloaded pipeline's memory and latency grow without limit). What happens beyond that is the
+``overflow`` policy:
+
+- ``block`` (file replay as fast as possible): ``submit`` waits for room, so the slowest stage
+  paces the run and no clip is ever lost;
+- ``shed`` (live cameras and real-time replay, which cannot wait): the oldest waiting *refresh*
+  clip is dropped, since its track is still live and will emit a newer one; a track's final
+  clip is never dropped. Drops are counted in ``clips_dropped`` and logged.
 """
 
 from __future__ import annotations
@@ -12,7 +22,9 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -39,6 +51,9 @@ class BatchingEncoder:
 
     ``submit`` never blocks; ``collect`` returns the clips encoded so far.
     ``on_batch`` (if given) receives ``(batch_size, latency_ms)`` after each engine call.
+    ``max_pending_clips`` (default ``4 * max_batch``) bounds the waiting clips and ``overflow``
+    (``block`` or ``shed``) says what happens beyond it (module docstring); ``clips_dropped``
+    counts the clips shed.
     """
 
     def __init__(
@@ -47,18 +62,27 @@ class BatchingEncoder:
         max_batch: int,
         max_wait_ms: float,
         on_batch: Callable[[int, float], None] | None = None,
+        max_pending_clips: int | None = None,
+        overflow: Literal["block", "shed"] = "block",
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.max_wait_seconds = max_wait_ms / 1000.0
         self.on_batch = on_batch
+        self.max_pending_clips = max(
+            max_batch, 4 * max_batch if max_pending_clips is None else max_pending_clips
+        )
+        self.overflow = overflow
         self.clips_encoded = 0
+        self.clips_dropped = 0
         self.batches_run = 0
-        self._inbox: queue.Queue[Clip] = queue.Queue()
+        self._inbox: deque[Clip] = deque()
         self._outbox: queue.Queue[EmbeddedClip] = queue.Queue()
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._idle = threading.Condition(self._pending_lock)
+        self._waiting = threading.Condition(self._pending_lock)
+        self._room = threading.Condition(self._pending_lock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="encoder", daemon=True)
         self._thread.start()
@@ -69,11 +93,46 @@ class BatchingEncoder:
         with self._pending_lock:
             return self._pending
 
-    def submit(self, clips: list[Clip]) -> None:
+    @property
+    def waiting(self) -> int:
+        """Clips submitted and not yet taken into a batch."""
         with self._pending_lock:
-            self._pending += len(clips)
-        for clip in clips:
-            self._inbox.put(clip)
+            return len(self._inbox)
+
+    def submit(self, clips: list[Clip]) -> None:
+        dropped = 0
+        with self._pending_lock:
+            for clip in clips:
+                if self.overflow == "block":
+                    while len(self._inbox) >= self.max_pending_clips and self._thread.is_alive():
+                        self._waiting.notify()
+                        self._room.wait(timeout=0.1)
+                self._inbox.append(clip)
+                self._pending += 1
+                if len(self._inbox) > self.max_pending_clips and self._shed_one():
+                    dropped += 1
+            self._waiting.notify()
+        if dropped and (
+            self.clips_dropped == dropped
+            or self.clips_dropped // 100 > (self.clips_dropped - dropped) // 100
+        ):
+            logger.warning(
+                "encoder overloaded: %d clips dropped so far (oldest refresh clips first; "
+                "lower fps_cap, add a GPU, or use backend onnxruntime/tensorrt)",
+                self.clips_dropped,
+            )
+
+    def _shed_one(self) -> bool:
+        """Drop the oldest refresh clip other than the newest clip, if any (lock held)."""
+        newest = self._inbox[-1]
+        victim = next((c for c in self._inbox if not c.final and c is not newest), None)
+        if victim is None:
+            return False
+        self._inbox.remove(victim)
+        self._pending -= 1
+        self.clips_dropped += 1
+        self._idle.notify_all()
+        return True
 
     def collect(self) -> list[EmbeddedClip]:
         """Every embedded clip finished since the last call, in completion order."""
@@ -98,28 +157,27 @@ class BatchingEncoder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                first = self._inbox.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            batch = self._gather(first)
+            batch = self._gather()
             for group in _group_by_length(batch):
                 self._encode(group)
 
-    def _gather(self, first: Clip) -> list[Clip]:
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait_seconds
-        while len(batch) < self.max_batch:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self._inbox.get(timeout=remaining)
-                    if remaining > 0
-                    else self._inbox.get_nowait()
-                )
-            except queue.Empty:
-                break
-        return batch
+    def _gather(self) -> list[Clip]:
+        """Wait (up to 50 ms) for a first clip, then up to ``max_wait_ms`` for a full batch."""
+        with self._waiting:
+            if not self._inbox:
+                self._waiting.wait(timeout=0.05)
+            if not self._inbox:
+                return []
+            deadline = time.monotonic() + self.max_wait_seconds
+            while len(self._inbox) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    break
+                self._waiting.wait(timeout=remaining)
+            count = min(self.max_batch, len(self._inbox))
+            batch = [self._inbox.popleft() for _ in range(count)]
+            self._room.notify_all()
+            return batch
 
     def _encode(self, clips: list[Clip]) -> None:
         started = time.monotonic()

@@ -139,6 +139,11 @@ class PipelineCollector(Collector):
         yield CounterMetricFamily(
             "crosscam_clips_encoded", "clips embedded", value=float(pipeline.encoder.clips_encoded)
         )
+        yield CounterMetricFamily(
+            "crosscam_clips_dropped",
+            "refresh clips shed by an overloaded encoder (live cameras only)",
+            value=float(pipeline.encoder.clips_dropped),
+        )
         matcher = pipeline.matcher
         yield GaugeMetricFamily(
             "crosscam_identities",

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from engines.base import EngineSpec, load_engine
 from pipeline.clip_messages import clip_message, ended_message, started_message
@@ -108,6 +109,7 @@ class Pipeline:
             config.encoder.max_batch,
             config.encoder.max_wait_ms,
             on_batch=lambda size, ms: self.latency.record("encode", ms),
+            overflow=self._encoder_overflow(),
         )
         # the matcher gets its own copy: re-association is widened after a camera reconnects
         self.identity = IdentityService(config.matching.model_copy())
@@ -165,6 +167,11 @@ class Pipeline:
         self._handle_buffer_output(buffer.flush())
         self.removed_cameras[camera_id] = source.camera
 
+    def _encoder_overflow(self) -> Literal["block", "shed"]:
+        """Fast file replay waits for the encoder (no clip lost); live and real-time cameras
+        cannot wait, so an overloaded encoder sheds refresh clips (``pipeline.encode``)."""
+        return "block" if all(source.lockstep for source in self.sources) else "shed"
+
     def apply_reload(self) -> ReloadPlan | None:
         """Re-read the config and apply its camera changes; None when it did not load."""
         if self.config_loader is None:
@@ -192,6 +199,7 @@ class Pipeline:
         if plan.empty:
             logger.info("config reload: cameras unchanged")
         self.config.cameras = [camera.model_copy() for camera in new_config.cameras]
+        self.encoder.overflow = self._encoder_overflow()
         return plan
 
     def run(self) -> RunResult:

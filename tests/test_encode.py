@@ -237,3 +237,49 @@ def test_close_stops_the_worker():
     encoder.submit([make_clip(2)])
     assert encoder.drain(timeout_seconds=0.2) == []
     assert encoder.pending == 1
+
+
+def _collect_all(encoder: BatchingEncoder, timeout_seconds: float = 20.0) -> list:
+    return encoder.drain(timeout_seconds)
+
+
+def test_block_overflow_bounds_the_queue_and_loses_nothing(encoders: list[BatchingEncoder]):
+    engine = MeanColourEngine(seconds_per_batch=0.02)
+    encoder = BatchingEncoder(engine, max_batch=2, max_wait_ms=1, max_pending_clips=4)
+    encoders.append(encoder)
+    seen_waiting: list[int] = []
+    original_infer = engine.infer
+
+    def recording_infer(batch: np.ndarray) -> np.ndarray:
+        seen_waiting.append(encoder.waiting)
+        return original_infer(batch)
+
+    engine.infer = recording_infer  # type: ignore[method-assign]
+    encoder.submit([make_clip(track_id) for track_id in range(30)])
+    embedded = _collect_all(encoder)
+    assert sorted(item.clip.track_id for item in embedded) == list(range(30))
+    assert encoder.clips_dropped == 0
+    assert max(seen_waiting) <= 4
+
+
+def test_shed_overflow_drops_oldest_refresh_clips_never_final_ones(
+    encoders: list[BatchingEncoder], caplog: pytest.LogCaptureFixture
+):
+    engine = MeanColourEngine(seconds_per_batch=0.2)
+    encoder = BatchingEncoder(
+        engine, max_batch=2, max_wait_ms=1, max_pending_clips=4, overflow="shed"
+    )
+    encoders.append(encoder)
+    clips = [make_clip(track_id) for track_id in range(40)]
+    for clip in clips[::5]:
+        clip.final = True
+    with caplog.at_level(logging.WARNING):
+        encoder.submit(clips)  # returns at once: live cameras never wait
+        assert encoder.waiting <= 4 + 8 + 1  # the bound, final clips kept beyond it, the newest
+        embedded = _collect_all(encoder)
+    returned = {item.clip.track_id for item in embedded}
+    assert encoder.clips_dropped > 0
+    assert len(returned) + encoder.clips_dropped == 40
+    assert {clip.track_id for clip in clips if clip.final} <= returned
+    assert 39 in returned  # the newest clip survives; the oldest refresh clips went
+    assert "encoder overloaded" in caplog.text
