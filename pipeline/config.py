@@ -209,6 +209,15 @@ class MatchingConfig(StrictModel):
     topology: list[TransitionWindow] = Field(default_factory=list)
     topology_mode: TopologyMode = TopologyMode.PENALIZE
     topology_penalty: float = Field(default=0.15, ge=0)
+    split_simultaneous: bool = Field(
+        default=True, description="split off a track seen at the same time as its identity"
+    )
+    split_similarity: float = Field(
+        default=0.3, ge=-1, le=1, description="a clip below this fits its identity badly; -1: off"
+    )
+    split_patience_clips: int = Field(
+        default=3, ge=1, description="consecutive bad clips before the track is split off"
+    )
 
 
 class RedisConfig(StrictModel):

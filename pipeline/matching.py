@@ -81,7 +81,7 @@ class IdentityMatcher:
         identities per call): slower, for tests and benchmarks of the cached matrix."""
         self.config = config
         self.cached = cached
-        self.splits = splits if splits is not None else SplitConfig()
+        self.splits = splits if splits is not None else SplitConfig.of(config)
         self.gallery = GalleryMatrix()
         """Vectors of ``identities`` (same order), updated whenever an identity changes."""
         self._evidence: dict[TrackKey, TrackEvidence] = {}

@@ -41,6 +41,15 @@ class SplitConfig:
     appearance_similarity: float = 0.3
     patience_clips: int = 3
 
+    @classmethod
+    def of(cls, config: MatchingConfig) -> SplitConfig:
+        """The ``split_*`` settings of the matching config."""
+        return cls(
+            simultaneous=config.split_simultaneous,
+            appearance_similarity=config.split_similarity,
+            patience_clips=config.split_patience_clips,
+        )
+
 
 @dataclass
 class TrackEvidence:

@@ -276,3 +276,24 @@ def test_cli_config_error_with_brackets_in_a_value_is_still_one_line(tmp_path: P
     raw = minimal_config(cameras=[{"id": 0, "uri": str(VIDEO), "fps_cap": "[/x]"}])
     bad = write_yaml(tmp_path, raw, name="bad.yaml")
     assert_one_error_line(run_cli("--streams", str(bad)), "cameras.0.fps_cap", "[/x]")
+
+
+def test_full_example_loads_and_lists_every_key() -> None:
+    """configs/full.yaml is the documented list of every key: it must load and name them all."""
+    from pydantic import BaseModel
+
+    from pipeline.config import CameraConfig
+
+    path = REPOSITORY_ROOT / "configs" / "full.yaml"
+    load_config(path)
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) == set(CrosscamConfig.model_fields)
+    for section, field in CrosscamConfig.model_fields.items():
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) else None
+        if section == "cameras":
+            model, entry = CameraConfig, raw["cameras"][0]
+        else:
+            entry = raw[section]
+        if model is not None and issubclass(model, BaseModel):
+            assert set(entry) == set(model.model_fields), section
