@@ -49,6 +49,33 @@ def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
         yield server
 
 
+def start_crosscam(
+    config: Path, redis_url: str, folder: Path, *options: str
+) -> tuple[subprocess.Popen[str], int, Path]:
+    """``run.py`` on ``config`` with metrics on a free port; stderr goes to ``folder``'s log."""
+    port = free_port()
+    log = folder / "crosscam.log"
+    command = [
+        sys.executable, "run.py", "--quiet", *options, "--streams", str(config),
+        "--redis-url", redis_url, "--set", f"metrics.port={port}",
+    ]  # fmt: skip
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            command, cwd=REPOSITORY_ROOT, stdout=subprocess.DEVNULL, stderr=log_file, text=True
+        )
+    return process, port, log
+
+
+def interrupt(process: subprocess.Popen[str]) -> None:
+    """SIGINT, then wait up to 30 s for the exit (killed and an error if it hangs)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+
+
 def wait_for_line(log: Path, text: str, timeout_seconds: float, after: int = 0) -> str:
     """The first log line containing ``text`` past character ``after`` (waits for it)."""
     deadline = time.monotonic() + timeout_seconds
@@ -107,16 +134,7 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
     tmp_path: Path, redis_server: EmbeddedRedis
 ):
     config = write_config(tmp_path, [file_camera(0, "c0"), file_camera(1, "c1")])
-    port = free_port()
-    log = tmp_path / "crosscam.log"
-    command = [
-        sys.executable, "run.py", "--quiet", "--streams", str(config),
-        "--redis-url", redis_server.url, "--set", f"metrics.port={port}",
-    ]  # fmt: skip
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            command, cwd=REPOSITORY_ROOT, stdout=subprocess.DEVNULL, stderr=log_file, text=True
-        )
+    process, port, log = start_crosscam(config, redis_server.url, tmp_path)
     try:
         wait_until_ready(process, port, timeout_seconds=120)
         wait_for_frames(port, 1, 6, timeout_seconds=30)
@@ -163,12 +181,7 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
         health = fetch(f"http://127.0.0.1:{port}/healthz")[1]
         assert '"1"' not in health and '"2"' in health
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        interrupt(process)
     text = log.read_text()
     assert process.returncode == 0, tail(log)
     assert "Traceback" not in text
@@ -182,28 +195,14 @@ def test_sighup_removes_and_adds_cameras_and_a_bad_file_keeps_the_running_config
 
 def test_watch_config_applies_a_rewritten_file(tmp_path: Path, redis_server: EmbeddedRedis):
     config = write_config(tmp_path, [file_camera(0, "c0"), file_camera(1, "c1")])
-    port = free_port()
-    log = tmp_path / "crosscam.log"
-    command = [
-        sys.executable, "run.py", "--quiet", "--watch-config", "--streams", str(config),
-        "--redis-url", redis_server.url, "--set", f"metrics.port={port}",
-    ]  # fmt: skip
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            command, cwd=REPOSITORY_ROOT, stdout=subprocess.DEVNULL, stderr=log_file, text=True
-        )
+    process, port, log = start_crosscam(config, redis_server.url, tmp_path, "--watch-config")
     try:
         wait_until_ready(process, port, timeout_seconds=120)
         write_config(tmp_path, [file_camera(1, "c1")])
         wait_for_line(log, "camera 0 removed", timeout_seconds=15)
         wait_for_frames(port, 1, frames_processed(port, 1) + 3, timeout_seconds=15)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        interrupt(process)
     assert process.returncode == 0, tail(log)
     assert "changed: reloading the config" in log.read_text()
 
