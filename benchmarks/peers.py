@@ -200,12 +200,30 @@ def accuracy(config: CrosscamConfig, gt_path: Path, mtmc_path: Path, processed: 
     }
 
 
-def run_system(system: str, config: CrosscamConfig, mtmc_path: Path) -> Measurement:
+def crosscam_systems(config: CrosscamConfig, extra: str) -> dict[str, tuple[str, Path | None]]:
+    """``crosscam (<encoder>)`` labels -> (model, weights): the config's encoder, then each
+    ``--encoders`` entry, ``name`` or ``name=weights_file`` (a trained encoder file)."""
+    systems = {f"crosscam ({config.encoder.model})": (config.encoder.model, config.encoder.weights)}
+    for spec in (entry.strip() for entry in extra.split(",") if entry.strip()):
+        model, _, weights = spec.partition("=")
+        path = Path(weights).resolve() if weights else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"--encoders {spec}: weights file not found: {path}")
+        label = f"crosscam ({model})" if path is None else f"crosscam ({model}, {path.name})"
+        systems[label] = (model, path)
+    return systems
+
+
+def run_system(
+    system: str,
+    config: CrosscamConfig,
+    mtmc_path: Path,
+    encoders: dict[str, tuple[str, Path | None]],
+) -> Measurement:
     if system in TRACKER_FILES:
         return run_glue_baseline(config, system, mtmc_path)
-    encoder = system.removeprefix("crosscam (").removesuffix(")")
     variant = config.model_copy(deep=True)
-    variant.encoder.model = encoder
+    variant.encoder.model, variant.encoder.weights = encoders[system]
     return run_crosscam(variant, label=system, mtmc_path=mtmc_path)
 
 
@@ -296,7 +314,10 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30.0, help="media seconds per stream")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--encoders", default="", help="extra crosscam encoders, comma-separated (e.g. rru_stim)"
+        "--encoders",
+        default="",
+        help="extra crosscam encoders, comma-separated: name or name=encoder_file "
+        "(e.g. drsta=assets/weights/drsta_osnet_mined.pt)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
     parser.add_argument("--machine", default=platform.node(), help="results folder name")
@@ -324,15 +345,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for camera in config.cameras:
             camera.start_seconds = arguments.start
     set_replay(config, ReplayMode.FAST, arguments.duration)
-    encoders = [config.encoder.model, *(e for e in arguments.encoders.split(",") if e)]
-    systems = [*TRACKER_FILES, *(f"crosscam ({encoder})" for encoder in dict.fromkeys(encoders))]
+    try:
+        encoders = crosscam_systems(config, arguments.encoders)
+    except ConfigError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    systems = [*TRACKER_FILES, *encoders]
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="crosscam-peers-") as scratch:
         for repeat in range(arguments.repeats):
             shift = repeat % len(systems)
             for system in systems[shift:] + systems[:shift]:
                 mtmc_path = Path(scratch) / f"{repeat}-{len(measurements)}.mtmc.txt"
-                item = run_system(system, config, mtmc_path)
+                item = run_system(system, config, mtmc_path, encoders)
                 item.extra["accuracy"] = accuracy(
                     config, arguments.gt, mtmc_path, item.extra.pop("processed_frames")
                 )
