@@ -118,7 +118,7 @@ def metrics_text(sources: list[CameraSource]) -> str:
         totals=SimpleNamespace(cameras={}),
         buffers={},
         removed_cameras={},
-        encoder=SimpleNamespace(pending=0, clips_encoded=0),
+        encoder=SimpleNamespace(pending=0, clips_encoded=0, clips_dropped=0),
         matcher=SimpleNamespace(identities={}, multi_camera_count=lambda: 0),
         publisher=SimpleNamespace(counters=PublisherCounters(), buffered_events=0, connected=True),
         stopping=False,
