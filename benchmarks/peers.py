@@ -48,6 +48,7 @@ from benchmarks.pipeline import (
     set_replay,
 )
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
+from pipeline.encode import load_encoder_engine
 
 logger = logging.getLogger("benchmarks.peers")
 
@@ -88,7 +89,6 @@ def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Me
     """The ultralytics tracker + per-box ReID + naive matcher baseline over ``config``."""
     from ultralytics import YOLO
 
-    from engines.base import EngineSpec, load_engine
     from pipeline.sources import CameraSource, FrameGatherer
 
     detector = config.detector
@@ -96,15 +96,7 @@ def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Me
     models: dict[int, Any] = {
         camera.id: YOLO(str(detector.weights), task="detect") for camera in config.cameras
     }
-    engine = load_engine(
-        config.encoder.backend,
-        EngineSpec(
-            model=config.encoder.model,
-            weights=config.encoder.weights,
-            device=config.encoder.device,
-            options={"backbone": config.encoder.backbone},
-        ),
-    )
+    engine = load_encoder_engine(config.encoder)
     thresholds = np.full(max([*detector.person_classes, *detector.class_confidence]) + 1,
                          detector.confidence, dtype=np.float32)  # fmt: skip
     for class_id, threshold in detector.class_confidence.items():

@@ -28,11 +28,25 @@ from typing import Literal
 
 import numpy as np
 
-from engines.base import Engine
+from engines.base import Engine, EngineSpec, load_engine
 from pipeline.clips import Clip
+from pipeline.config import EncoderConfig
 from pipeline.matching import EmbeddedClip
 
 logger = logging.getLogger(__name__)
+
+
+def load_encoder_engine(config: EncoderConfig) -> Engine:
+    """The engine of the configured encoder (model, weights, backbone, backend, device)."""
+    return load_engine(
+        config.backend,
+        EngineSpec(
+            model=config.model,
+            weights=config.weights,
+            device=config.device,
+            options={"backbone": config.backbone},
+        ),
+    )
 
 
 def clips_to_batch(clips: list[Clip]) -> np.ndarray:

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from engines.base import EngineSpec, load_engine
 from pipeline.clip_messages import clip_message, ended_message, started_message
 from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
-from pipeline.encode import BatchingEncoder
+from pipeline.encode import BatchingEncoder, load_encoder_engine
 from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
@@ -95,15 +94,7 @@ class Pipeline:
             self._add_camera(camera)
         self.detector = PersonDetector(config.detector)
         frame_rates = {camera.id: camera.fps_cap or 25.0 for camera in config.cameras}
-        engine = load_engine(
-            config.encoder.backend,
-            EngineSpec(
-                model=config.encoder.model,
-                weights=config.encoder.weights,
-                device=config.encoder.device,
-                options={"backbone": config.encoder.backbone},
-            ),
-        )
+        engine = load_encoder_engine(config.encoder)
         self.encoder = BatchingEncoder(
             engine,
             config.encoder.max_batch,
