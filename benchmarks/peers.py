@@ -8,13 +8,19 @@ Systems, on the same frames (the same readers: lockstep file replay with the con
 thresholds, the same machine, each repetition running every system in a rotated order:
 
 - ``glue: ultralytics ByteTrack`` / ``glue: ultralytics BoT-SORT+ReID``: per stream, one
-  ``YOLO.track(persist=True)`` call per frame (one ``YOLO`` instance per stream, streams served
-  one after another, no batching across them), then one OSNet x0.25 feature per tracked box
-  per frame (the config's encoder through the same engine as crosscam, single crops, T=1) and
+  ``YOLO.track(persist=True)`` call per frame on the ``.pt`` weights, as users write it (one
+  ``YOLO`` instance per stream, streams served one after another, no batching across them),
+  then one OSNet x0.25 feature per tracked box per frame (the config's encoder through the
+  same engine as crosscam, single crops, T=1) and
   :class:`benchmarks.naive_matcher.NaiveCrossCameraMatcher` with crosscam's similarity
   threshold. BoT-SORT uses ``benchmarks/configs/botsort_reid.yaml`` (ultralytics defaults,
   ``with_reid: True``, ``model: auto``: detector features, no download).
-- ``crosscam (<encoder>)``: the pipeline with the config's encoder (and ``--encoders``).
+- ``glue: ultralytics ByteTrack, exported detector``: the same glue on the detector file
+  crosscam's ``detector.backend`` runs (``auto``: the ONNX export on a CPU), so that the
+  runtime's share of the difference is visible (only when that is not the ``.pt``).
+- ``crosscam (<encoder>)``: the pipeline with the config's encoder (and ``--encoders``), and
+  ``crosscam (<encoder>, torch detector)`` with the ``.pt`` detector like the first glue rows
+  (only when the config's detector does not already run the ``.pt``).
 
 Every system writes MTMC, scored by ``benchmarks.accuracy.score`` against the GT over the GT
 frames each processed. Warm-up (not timed): model loading and two forwards per model. Writes
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +60,47 @@ from pipeline.encode import load_encoder_engine
 logger = logging.getLogger("benchmarks.peers")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TRACKER_FILES = {
-    "glue: ultralytics ByteTrack": "bytetrack.yaml",
-    "glue: ultralytics BoT-SORT+ReID": str(Path(__file__).parent / "configs" / "botsort_reid.yaml"),
-}
+BYTETRACK = "bytetrack.yaml"
+BOTSORT_REID = str(Path(__file__).parent / "configs" / "botsort_reid.yaml")
+
+
+@dataclass(frozen=True)
+class GlueSystem:
+    """One glue baseline: ultralytics' tracker file and whether it runs crosscam's detector
+    export (``True``) or the ``.pt`` weights."""
+
+    tracker_file: str
+    exported_detector: bool = False
+
+
+@dataclass(frozen=True)
+class CrosscamSystem:
+    """One crosscam variant: the encoder (model, encoder file) and the detector runtime
+    (``None``: the config's)."""
+
+    model: str
+    weights: Path | None
+    detector_backend: str | None = None
+
+
+def glue_systems(config: CrosscamConfig) -> dict[str, GlueSystem]:
+    """The glue baselines for ``config`` (the exported-detector row only when crosscam's
+    detector does not run the ``.pt``)."""
+    systems = {
+        "glue: ultralytics ByteTrack": GlueSystem(BYTETRACK),
+        "glue: ultralytics BoT-SORT+ReID": GlueSystem(BOTSORT_REID),
+    }
+    if detector_runtime(config) != "torch":
+        systems["glue: ultralytics ByteTrack, exported detector"] = GlueSystem(BYTETRACK, True)
+    return systems
+
+
+def detector_runtime(config: CrosscamConfig) -> str:
+    """The runtime crosscam's detector runs on (``auto`` resolved)."""
+    from engines.detector_export import choose_detector_backend
+
+    backend = config.detector.backend
+    return choose_detector_backend(config.detector.device)[0] if backend == "auto" else backend
 
 
 def crops_to_batch(image: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -85,16 +129,23 @@ def crops_to_batch(image: np.ndarray, boxes: np.ndarray, height: int, width: int
     return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(255.0)
 
 
-def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Measurement:
+def run_glue_baseline(
+    config: CrosscamConfig, label: str, system: GlueSystem, mtmc_path: Path
+) -> Measurement:
     """The ultralytics tracker + per-box ReID + naive matcher baseline over ``config``."""
     from ultralytics import YOLO
 
+    from engines.detector_export import export_detector
     from pipeline.sources import CameraSource, FrameGatherer
 
     detector = config.detector
-    tracker_file = TRACKER_FILES[label]
+    detector_file = detector.weights
+    if system.exported_detector:
+        detector_file = export_detector(
+            detector.weights, detector_runtime(config), detector.image_size, device=detector.device
+        )
     models: dict[int, Any] = {
-        camera.id: YOLO(str(detector.weights), task="detect") for camera in config.cameras
+        camera.id: YOLO(str(detector_file), task="detect") for camera in config.cameras
     }
     engine = load_encoder_engine(config.encoder)
     thresholds = np.full(max([*detector.person_classes, *detector.class_confidence]) + 1,
@@ -103,7 +154,7 @@ def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Me
         thresholds[class_id] = threshold
     track_arguments: dict[str, Any] = {
         "persist": True,
-        "tracker": tracker_file,
+        "tracker": system.tracker_file,
         "imgsz": detector.image_size,
         "conf": float(min(thresholds.min(), detector.confidence)),
         "classes": detector.person_classes,
@@ -171,7 +222,12 @@ def run_glue_baseline(config: CrosscamConfig, label: str, mtmc_path: Path) -> Me
         frames=len(processed),
         latency={"frame_to_identity": latencies},
         resources=sampler.summary(),
-        extra={"processed_frames": processed, "identities": matcher.identity_count},
+        extra={
+            "processed_frames": processed,
+            "identities": matcher.identity_count,
+            "detector_backend": detector_runtime(config) if system.exported_detector else "torch",
+            "encoder_backend": engine.name,
+        },
     )
 
 
@@ -192,31 +248,38 @@ def accuracy(config: CrosscamConfig, gt_path: Path, mtmc_path: Path, processed: 
     }
 
 
-def crosscam_systems(config: CrosscamConfig, extra: str) -> dict[str, tuple[str, Path | None]]:
-    """``crosscam (<encoder>)`` labels -> (model, weights): the config's encoder, then each
-    ``--encoders`` entry, ``name`` or ``name=weights_file`` (a trained encoder file)."""
-    systems = {f"crosscam ({config.encoder.model})": (config.encoder.model, config.encoder.weights)}
+def crosscam_systems(config: CrosscamConfig, extra: str) -> dict[str, CrosscamSystem]:
+    """``crosscam (<encoder>)`` labels -> variants: the config's encoder, the same on the
+    ``.pt`` detector when the config's detector runs an export, then each ``--encoders`` entry,
+    ``name`` or ``name=weights_file`` (a trained encoder file)."""
+    model, weights = config.encoder.model, config.encoder.weights
+    systems = {f"crosscam ({model})": CrosscamSystem(model, weights)}
+    if detector_runtime(config) != "torch":
+        systems[f"crosscam ({model}, torch detector)"] = CrosscamSystem(model, weights, "torch")
     for spec in (entry.strip() for entry in extra.split(",") if entry.strip()):
-        model, _, weights = spec.partition("=")
-        path = Path(weights).resolve() if weights else None
+        model, _, file = spec.partition("=")
+        path = Path(file).resolve() if file else None
         if path is not None and not path.is_file():
             raise ConfigError(f"--encoders {spec}: weights file not found: {path}")
         label = f"crosscam ({model})" if path is None else f"crosscam ({model}, {path.name})"
-        systems[label] = (model, path)
+        systems[label] = CrosscamSystem(model, path)
     return systems
 
 
 def run_system(
-    system: str,
+    label: str,
     config: CrosscamConfig,
     mtmc_path: Path,
-    encoders: dict[str, tuple[str, Path | None]],
+    systems: dict[str, GlueSystem | CrosscamSystem],
 ) -> Measurement:
-    if system in TRACKER_FILES:
-        return run_glue_baseline(config, system, mtmc_path)
+    system = systems[label]
+    if isinstance(system, GlueSystem):
+        return run_glue_baseline(config, label, system, mtmc_path)
     variant = config.model_copy(deep=True)
-    variant.encoder.model, variant.encoder.weights = encoders[system]
-    return run_crosscam(variant, label=system, mtmc_path=mtmc_path)
+    variant.encoder.model, variant.encoder.weights = system.model, system.weights
+    if system.detector_backend is not None:
+        variant.detector.backend = system.detector_backend  # type: ignore[assignment]
+    return run_crosscam(variant, label=label, mtmc_path=mtmc_path)
 
 
 def summarize_systems(measurements: list[Measurement]) -> dict[str, Any]:
@@ -342,14 +405,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    systems = [*TRACKER_FILES, *encoders]
+    systems: dict[str, GlueSystem | CrosscamSystem] = {**glue_systems(config), **encoders}
+    order = list(systems)
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="crosscam-peers-") as scratch:
         for repeat in range(arguments.repeats):
-            shift = repeat % len(systems)
-            for system in systems[shift:] + systems[:shift]:
+            shift = repeat % len(order)
+            for system in order[shift:] + order[:shift]:
                 mtmc_path = Path(scratch) / f"{repeat}-{len(measurements)}.mtmc.txt"
-                item = run_system(system, config, mtmc_path, encoders)
+                item = run_system(system, config, mtmc_path, systems)
                 item.extra["accuracy"] = accuracy(
                     config, arguments.gt, mtmc_path, item.extra.pop("processed_frames")
                 )
@@ -366,7 +430,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "start_seconds": config.cameras[0].start_seconds,
         "duration_seconds": arguments.duration,
         "frames_evaluated": measurements[0].extra["accuracy"]["frames_evaluated"],
-        "tracker_files": TRACKER_FILES,
+        "detector_runtime": detector_runtime(config),
+        "encoder_backend": ", ".join(
+            sorted({str(item.extra.get("encoder_backend")) for item in measurements})
+        ),
+        "tracker_files": {
+            label: system.tracker_file
+            for label, system in systems.items()
+            if isinstance(system, GlueSystem)
+        },
         "systems": summarize_systems(measurements),
         "measurements": [item.as_dict() for item in measurements],
     }

@@ -269,6 +269,8 @@ def run_crosscam(
             "events": result.totals.events,
             "identities": result.identities_total,
             "identities_multi_camera": result.identities_multi_camera,
+            "detector_backend": pipeline.detector.backend,
+            "encoder_backend": pipeline.encoder.engine.name,
             "processed_frames": [key for key, stamps in rows if "detect" in stamps],
         },
     )

@@ -10,6 +10,9 @@ when available) and ``.engine`` (TensorRT) alike.
   ``onnxslim`` here).
 - ``tensorrt``: an FP16 engine with a dynamic batch up to ``max_batch`` frames; needs
   ``tensorrt`` and a CUDA device.
+- ``auto`` (:func:`choose_detector_backend`): TensorRT on a CUDA device when it is installed,
+  else torch there; ONNX Runtime on the CPU, where it runs the same boxes about twice as fast
+  as torch (``benchmarks/results/vm/``), else torch.
 """
 
 from __future__ import annotations
@@ -26,6 +29,24 @@ from engines.devices import module_available
 logger = logging.getLogger(__name__)
 
 DETECTOR_BACKENDS = ("torch", "onnx", "tensorrt")
+
+
+def choose_detector_backend(device: str) -> tuple[str, str]:
+    """The runtime ``backend: auto`` resolves to on ``device``, and one line saying why.
+
+    Returns:
+        ``(backend, reason)``, backend one of :data:`DETECTOR_BACKENDS`.
+    """
+    on_cpu = device.strip().lower() == "cpu"
+    if not on_cpu:
+        if module_available("tensorrt"):
+            return "tensorrt", "TensorRT is installed and the device is CUDA"
+        return "torch", "the device is CUDA and TensorRT is not installed"
+    if module_available("onnx") and module_available("onnxruntime"):
+        return "onnx", "ONNX Runtime runs the exported detector faster than torch on the CPU"
+    return "torch", "onnx or onnxruntime is not installed"
+
+
 _SUFFIXES = {"onnx": ".onnx", "tensorrt": ".engine"}
 
 

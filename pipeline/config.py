@@ -108,10 +108,11 @@ class DetectorConfig(StrictModel):
     person_classes: list[int] = Field(default_factory=lambda: [0, 1])
     min_box_height: int = Field(default=24, ge=0, description="pixels; smaller boxes dropped")
     device: str = "cpu"
-    backend: Literal["torch", "onnx", "tensorrt"] = Field(
-        default="torch",
+    backend: Literal["auto", "torch", "onnx", "tensorrt"] = Field(
+        default="auto",
         description="torch runs the .pt; onnx/tensorrt export it once with ultralytics into the "
-        "engine cache (~/.cache/crosscam/detector) and run that",
+        "engine cache (~/.cache/crosscam/detector) and run that; auto: tensorrt on CUDA when "
+        "installed (else torch), onnx on the CPU",
     )
 
     @field_validator("image_size")
@@ -152,7 +153,10 @@ class EncoderConfig(StrictModel):
     model: str = "tp"
     weights: Path | None = None
     backbone: str = "osnet_x0_25"
-    backend: str = "torch"
+    backend: str = Field(
+        default="auto",
+        description="torch | onnxruntime | tensorrt | auto (the fastest this machine has)",
+    )
     device: str = "cpu"
     max_batch: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=20.0, ge=0)

@@ -2,13 +2,16 @@
 
 Weights are always a local file; ultralytics is told it is offline so it never tries the
 network. ``backend: onnx`` or ``tensorrt`` runs an ultralytics export of those weights, made
-once into the engine cache (``engines.detector_export``); ``torch`` (the default) runs the
-``.pt`` itself.
+once into the engine cache (``engines.detector_export``); ``torch`` runs the ``.pt`` itself;
+``auto`` (the default) picks one for the device and falls back to torch, logged, when the
+export cannot be made.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import supervision as sv
@@ -17,6 +20,8 @@ from pipeline.config import DetectorConfig
 from pipeline.records import Frame, FrameDetections, select
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+
+logger = logging.getLogger(__name__)
 
 
 class PersonDetector:
@@ -30,13 +35,7 @@ class PersonDetector:
         from ultralytics import YOLO
 
         self.config = config
-        model_path = config.weights
-        if config.backend != "torch":
-            from engines.detector_export import export_detector
-
-            model_path = export_detector(
-                config.weights, config.backend, config.image_size, device=config.device
-            )
+        self.backend, model_path = _detector_model_path(config)
         self.model = YOLO(str(model_path), task="detect")
         self._threshold_by_class = np.full(
             max([*config.person_classes, *config.class_confidence], default=0) + 1,
@@ -79,6 +78,27 @@ class PersonDetector:
             class_id=np.zeros(len(kept), dtype=np.int64),
             data={"detector_class": np.asarray(kept.class_id, dtype=np.int64)},
         )
+
+
+def _detector_model_path(config: DetectorConfig) -> tuple[str, Path]:
+    """The runtime the detector runs on and the file ``YOLO(...)`` loads for it."""
+    from engines.detector_export import choose_detector_backend, export_detector
+
+    backend: str = config.backend
+    if backend == "auto":
+        backend, reason = choose_detector_backend(config.device)
+        logger.info("detector backend auto: %s (%s)", backend, reason)
+    if backend == "torch":
+        return backend, config.weights
+    try:
+        return backend, export_detector(
+            config.weights, backend, config.image_size, device=config.device
+        )
+    except Exception as error:  # an explicit backend fails loudly; auto falls back to torch
+        if config.backend != "auto":
+            raise
+        logger.warning("detector backend auto: %s export failed (%s); using torch", backend, error)
+        return "torch", config.weights
 
 
 def _empty_detections() -> sv.Detections:

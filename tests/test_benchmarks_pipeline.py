@@ -19,7 +19,13 @@ from benchmarks.latency_report import (
     timeline_gaps,
 )
 from benchmarks.naive_matcher import NaiveCrossCameraMatcher
-from benchmarks.peers import crops_to_batch
+from benchmarks.peers import (
+    CrosscamSystem,
+    GlueSystem,
+    crops_to_batch,
+    crosscam_systems,
+    glue_systems,
+)
 from benchmarks.pipeline import Measurement, aggregate, duplicate_streams, set_replay
 from pipeline.config import CrosscamConfig, ReplayMode
 from pipeline.stats import FrameTimeline
@@ -155,6 +161,29 @@ def test_crops_to_batch_is_the_encoder_contract() -> None:
     assert crops_to_batch(image, np.zeros((0, 4)), 256, 128).shape == (0, 1, 3, 256, 128)
 
 
+def test_peer_systems_add_the_other_detector_runtime_only_when_it_differs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engines import detector_export
+
+    monkeypatch.setattr(detector_export, "module_available", lambda name: True)
+    config = two_camera_config()  # detector backend auto on the CPU: the ONNX export
+    glue = glue_systems(config)
+    assert glue["glue: ultralytics ByteTrack"] == GlueSystem("bytetrack.yaml")
+    assert glue["glue: ultralytics ByteTrack, exported detector"].exported_detector
+    drsta = REPOSITORY_ROOT / "assets" / "weights" / "drsta_osnet_mined.pt"
+    crosscam = crosscam_systems(config, f"drsta={drsta}")
+    assert crosscam == {
+        "crosscam (tp)": CrosscamSystem("tp", None),
+        "crosscam (tp, torch detector)": CrosscamSystem("tp", None, "torch"),
+        "crosscam (drsta, drsta_osnet_mined.pt)": CrosscamSystem("drsta", drsta),
+    }
+    config.detector.backend = "torch"
+    assert len(glue_systems(config)) == 2 and list(crosscam_systems(config, "")) == [
+        "crosscam (tp)"
+    ]
+
+
 def test_plots_write_png_files(tmp_path: Path) -> None:
     cdf = plot_latency_cdf({"a": [1.0, 2.0, 30.0], "empty": []}, tmp_path / "cdf.png", "t")
     spreads = [spread([1.0, 2.0]), spread([3.0, 4.0])]
@@ -175,6 +204,24 @@ def test_pipeline_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert main([*arguments, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "pipeline_fast.json").is_file()
     assert (tmp_path / "pipeline_fast_throughput.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_peers_benchmark_runs_every_system_and_scores_it(tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.peers import main
+
+    arguments = ["--streams", str(REPOSITORY_ROOT / "benchmarks" / "configs" / "terrace1.yaml")]
+    arguments += ["--gt", str(REPOSITORY_ROOT / "benchmarks" / "ground_truth" / "terrace1.json")]
+    arguments += ["--start", "40", "--duration", "3", "--repeats", "1", "--out", str(tmp_path)]
+    assert main(arguments) == 0
+    report = json.loads((tmp_path / "peers.json").read_text())
+    assert len(report["systems"]) == 5  # 3 glue rows, crosscam on both detector runtimes
+    for entry in report["systems"].values():
+        assert entry["frames_per_second"]["median"] > 0
+        assert 0.0 <= entry["idf1_all_cameras"]["median"] <= 1.0
+    assert "crosscam (tp)" in (tmp_path / "peers.md").read_text()
 
 
 def test_readme_section_is_replaced_between_markers() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines import detector_export
 from engines.calibration import (
     BUNDLED_DETECTOR,
     BUNDLED_VIDEOS,
@@ -17,7 +18,11 @@ from engines.calibration import (
     mine_clips,
     save_crops,
 )
-from engines.detector_export import detector_export_path, export_detector
+from engines.detector_export import (
+    choose_detector_backend,
+    detector_export_path,
+    export_detector,
+)
 from pipeline.config import DetectorConfig
 from tests.conftest import ASSETS
 
@@ -71,13 +76,46 @@ def test_detector_tensorrt_without_tensorrt_says_so(
         export_detector(BUNDLED_DETECTOR, "tensorrt", 416, device="cuda", cache_dir=tmp_path)
 
 
-def test_detector_backend_defaults_to_torch() -> None:
-    assert DetectorConfig().backend == "torch"
+def test_detector_backend_defaults_to_auto() -> None:
+    assert DetectorConfig().backend == "auto"
     with pytest.raises(ValueError):
         DetectorConfig(backend="openvino")  # type: ignore[arg-type]
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("device", "installed", "expected"),
+    [
+        ("cpu", {"onnx", "onnxruntime", "tensorrt"}, "onnx"),
+        ("cpu", {"onnxruntime"}, "torch"),
+        ("cuda", {"onnx", "onnxruntime", "tensorrt"}, "tensorrt"),
+        ("cuda:1", {"onnx", "onnxruntime"}, "torch"),
+    ],
+)
+def test_auto_detector_backend_follows_the_device_and_what_is_installed(
+    monkeypatch: pytest.MonkeyPatch, device: str, installed: set[str], expected: str
+) -> None:
+    monkeypatch.setattr(detector_export, "module_available", lambda name: name in installed)
+    backend, reason = choose_detector_backend(device)
+    assert backend == expected and reason
+
+
+def test_auto_detector_falls_back_to_torch_when_the_export_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipeline import detect
+
+    def failing_export(*arguments: object, **options: object) -> Path:
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(detector_export, "export_detector", failing_export)
+    monkeypatch.setattr(detector_export, "module_available", lambda name: True)
+    with caplog.at_level("WARNING"):
+        detector = detect.PersonDetector(DetectorConfig(weights=BUNDLED_DETECTOR))
+    assert detector.backend == "torch" and "exporter broke" in caplog.text
+    with pytest.raises(RuntimeError, match="exporter broke"):
+        detect.PersonDetector(DetectorConfig(weights=BUNDLED_DETECTOR, backend="onnx"))
+
+
 def test_onnx_detector_finds_the_same_boxes_as_torch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -96,8 +134,10 @@ def test_onnx_detector_finds_the_same_boxes_as_torch(
         assert ok
         frames.append(Frame(camera, 1500, 60.0, image, 0.0))
     weights = BUNDLED_DETECTOR
-    torch_results = PersonDetector(DetectorConfig(weights=weights)).detect(frames)
-    onnx_results = PersonDetector(DetectorConfig(weights=weights, backend="onnx")).detect(frames)
+    torch_results = PersonDetector(DetectorConfig(weights=weights, backend="torch")).detect(frames)
+    onnx_detector = PersonDetector(DetectorConfig(weights=weights))  # auto: onnx on the CPU
+    assert onnx_detector.backend == "onnx"
+    onnx_results = onnx_detector.detect(frames)
     assert list(tmp_path.glob("detector/*/onnx-416/*.onnx"))
     for expected, exported in zip(torch_results, onnx_results, strict=True):
         assert len(expected.detections) == len(exported.detections) > 0
