@@ -7,6 +7,10 @@ Options (``EngineSpec.options``):
 - ``backbone``, ``clip_length``, ``cache_dir``, ``opset``: used when ``spec.weights`` is not an
   ``.onnx`` file and the encoder is exported first (``engines.export_onnx``).
 - ``intra_op_threads``: ONNX Runtime's intra-op thread count (default: its own choice).
+- ``allow_spinning``: let idle intra-op threads spin-wait for the next call (default off: in
+  the pipeline the encoder shares the cores with the detector and the readers, and spinning
+  threads take CPU from them; on the 2-core VM turning it off used about 7 % less CPU for the
+  same or slightly higher end-to-end frames/s).
 - ``io_binding``: run through an ``IOBinding`` (default: on for CUDA, where the input is copied
   to the GPU once and the output is bound on the device; off for the CPU).
 - ``batch_buckets``: list of batch sizes to pad batches up to (``engines.buckets``); default
@@ -115,6 +119,7 @@ class OnnxRuntimeEngine:
             path,
             spec.device,
             intra_op_threads=options.get("intra_op_threads"),
+            allow_spinning=bool(options.get("allow_spinning", False)),
             io_binding=options.get("io_binding"),
             batch_buckets=bucket_sizes,
         )
@@ -134,6 +139,7 @@ class OnnxRuntimeEngine:
         device: str = "cpu",
         *,
         intra_op_threads: int | None = None,
+        allow_spinning: bool = False,
         io_binding: bool | None = None,
         batch_buckets: BatchBuckets | None = None,
     ) -> OnnxRuntimeEngine:
@@ -154,6 +160,9 @@ class OnnxRuntimeEngine:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             options.intra_op_num_threads = int(intra_op_threads)
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
+        )
         session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=providers)
         if device_index is not None and session.get_providers()[0] != CUDA_PROVIDER:
             raise RuntimeError(

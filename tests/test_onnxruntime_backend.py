@@ -94,6 +94,15 @@ def test_fixed_clip_length_graph_rejects_other_lengths(recurrent_onnx: Path) -> 
         engine.infer(clips(1, clip_length=5))
 
 
+def test_idle_threads_do_not_spin_unless_asked(toy_onnx: Path) -> None:
+    key = "session.intra_op.allow_spinning"
+    quiet = OnnxRuntimeEngine.from_path(toy_onnx)
+    spinning = OnnxRuntimeEngine.from_path(toy_onnx, allow_spinning=True)
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    assert spinning.session.get_session_options().get_session_config_entry(key) == "1"
+    np.testing.assert_array_equal(quiet.infer(clips(2)), spinning.infer(clips(2)))
+
+
 def test_io_binding_on_cpu_gives_the_same_embeddings(toy_onnx: Path) -> None:
     plain = OnnxRuntimeEngine.from_path(toy_onnx)
     bound = OnnxRuntimeEngine.from_path(toy_onnx, io_binding=True)
