@@ -41,7 +41,8 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # "Performance" section from the results under benchmarks/results/<host name>/.
 bench: $(BENCH_STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.peers --streams benchmarks/configs/terrace1.yaml \
-		--gt benchmarks/ground_truth/terrace1.json --start 40 --duration 30 --repeats 3
+		--gt benchmarks/ground_truth/terrace1.json --start 40 --duration 30 --repeats 3 \
+		--encoders drsta=assets/weights/drsta_osnet_mined.pt
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
 		--streams-count 1,2,4 --duration 10 --mode fast --repeats 3
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
