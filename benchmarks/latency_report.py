@@ -134,6 +134,26 @@ def plot_throughput(
     return _save(plt, figure, path)
 
 
+def plot_latency_vs_streams(
+    series: Mapping[str, Sequence[tuple[int, float]]], budget_ms: float, path: Path
+) -> Path:
+    """p99 latency (ms, log scale) against the number of streams, one line per label, with
+    the budget as a dashed line."""
+    plt = _figure()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, points in series.items():
+        ordered = sorted(points)
+        axes.plot([p[0] for p in ordered], [p[1] for p in ordered], marker="o", label=label)
+    axes.axhline(budget_ms, color="grey", linestyle="--", label=f"budget {budget_ms:g} ms")
+    axes.set_xlabel("number of streams")
+    axes.set_ylabel("frame→identity p99, ms")
+    axes.set_yscale("log")
+    axes.set_title("Latency under load")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    return _save(plt, figure, path)
+
+
 def plot_stage_breakdown(breakdown: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Stacked horizontal bars: per-stage p50 latency (ms) per labelled run."""
     plt = _figure()
