@@ -1,15 +1,18 @@
 """The wire format between edges and matchers: the Redis stream ``crosscam:clips``.
 
-An edge (``--role edge``) runs cameras up to clip embeddings and sends three kinds of message;
+An edge (``--role edge``) runs cameras up to clip embeddings and sends four kinds of message;
 matchers (``--role matcher``) read them with a consumer group and run the identity service.
 All fields are strings (so messages can also wait in the on-disk spool):
 
 - every message: ``schema_version``, ``event_id`` (idempotency key), ``kind`` (``started`` |
-  ``clip`` | ``ended``), ``edge``, ``camera_id``, ``track_id``, ``frame_index``, ``timestamp``,
-  ``bbox`` (``x1,y1,x2,y2``), ``score`` (detection confidence), ``sent_unix``;
+  ``clip`` | ``ended`` | ``reconnected``), ``edge``, ``camera_id``, ``track_id``,
+  ``frame_index``, ``timestamp``, ``bbox`` (``x1,y1,x2,y2``), ``score`` (detection
+  confidence), ``sent_unix``;
 - ``clip``: ``embedding`` (base64 of float32 little-endian), ``quality``, ``final``
   (``0``/``1``), ``first_timestamp``, ``last_timestamp``, ``first_bbox`` (optional);
 - ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message.
+- ``reconnected``: the camera came back after ``outage_seconds`` (``pipeline/reconnect.py``);
+  ``track_id`` is ``-1`` and the box empty.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ClipMessage:
     embedded: EmbeddedClip | None = None
     has_final_clip: bool = False
     event_id: str = ""
+    outage_seconds: float = 0.0
 
     @property
     def captured_at(self) -> float:
@@ -70,6 +74,8 @@ class ClipMessage:
                 fields["first_bbox"] = ",".join(repr(float(v)) for v in clip.first_box.tolist())
         if self.kind == "ended":
             fields["has_final_clip"] = "1" if self.has_final_clip else "0"
+        if self.kind == "reconnected":
+            fields["outage_seconds"] = repr(float(self.outage_seconds))
         return fields
 
 
@@ -79,6 +85,19 @@ def started_message(edge: str, track: TrackEvent) -> ClipMessage:
 
 def ended_message(edge: str, track: TrackEvent, has_final_clip: bool) -> ClipMessage:
     return ClipMessage("ended", edge, track, has_final_clip=has_final_clip)
+
+
+def reconnected_message(edge: str, camera_id: int, outage_seconds: float) -> ClipMessage:
+    track = TrackEvent(
+        camera_id=camera_id,
+        track_id=-1,
+        frame_index=0,
+        timestamp=0.0,
+        box=np.zeros(4, dtype=np.float32),
+        confidence=0.0,
+        captured_at=time.monotonic(),
+    )
+    return ClipMessage("reconnected", edge, track, outage_seconds=outage_seconds)
 
 
 def clip_message(edge: str, embedded: EmbeddedClip) -> ClipMessage:
@@ -127,6 +146,8 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
         message.embedded = EmbeddedClip(clip, embedding.astype(np.float32))
     elif kind == "ended":
         message.has_final_clip = fields.get("has_final_clip") == "1"
+    elif kind == "reconnected":
+        message.outage_seconds = float(fields["outage_seconds"])
     elif kind != "started":
         raise ValueError(f"unknown clip message kind {kind!r}")
     return message

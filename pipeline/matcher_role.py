@@ -6,7 +6,9 @@ pipeline. One gallery must see every clip in order, so one matcher is active at 
 a leader lease in Redis (``<prefix>:matcher:leader``, renewed every second); the others wait as
 hot standbys. A matcher that becomes leader first claims the entries other consumers left
 pending (a killed matcher loses no clip), restores the gallery from Redis, then reads new
-entries. Entries are acknowledged only after their events were handed to the publisher.
+entries. Entries are acknowledged only after their events were handed to the publisher. An
+edge's ``reconnected`` message widens same-camera re-association for a while, as in the
+single-process pipeline (``pipeline/reconnect.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.publish import build_publisher
+from pipeline.reconnect import ReconnectContinuity
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,9 @@ class DistributedMatcher:
         self.batch_size = batch_size
         self.stream = config.redis.clip_stream
         self.leader_key = f"{config.redis.key_prefix}:matcher:leader"
-        self.identity = IdentityService(config.matching)
+        # the matcher's own copy of the matching config: reconnects widen re-association
+        self.identity = IdentityService(config.matching.model_copy())
+        self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.publisher = build_publisher(config, redis_url, run_id)
         self.counters = MatcherCounters()
         self.on_batch: Callable[[DistributedMatcher], None] | None = None
@@ -87,6 +92,7 @@ class DistributedMatcher:
                     self._leading = False
                     self._stop.wait(1.0)
                     continue
+                self.continuity.refresh()
                 if entries:
                     self._process(entries)
                     last_activity = time.monotonic()
@@ -180,6 +186,8 @@ class DistributedMatcher:
             track = message.track
             if message.kind == "started":
                 events += self.identity.started([track])
+            elif message.kind == "reconnected":
+                self.continuity.camera_reconnected(track.camera_id, message.outage_seconds)
             else:
                 key = {(track.camera_id, track.track_id)} if message.has_final_clip else set()
                 events += self.identity.ended([track], key)

@@ -16,6 +16,11 @@ terrace RTSP test this keeps 4-5 of 5 re-acquired tracks on their identity (3 of
 time window alone: people walk out of the 1.5 box heights). The matcher config is global, so
 during the window broken tracks of other cameras may be re-associated too, under the same
 position and similarity checks.
+
+With ``--role all`` the pipeline feeds reconnects from its own cameras
+(:class:`ReconnectWatcher`); with separate edges and matchers an edge sends a ``reconnected``
+clip message (``pipeline/clip_messages.py``) and the leading matcher applies it, in stream
+order, before the new tracks' clips.
 """
 
 from __future__ import annotations
@@ -51,30 +56,39 @@ class ReconnectContinuity:
         self.configured_distance = matching.reassociation_distance
         self.margin_seconds = margin_seconds
         self.window_seconds = window_seconds
-        self._reconnects_seen: dict[int, int] = {}
+        self.watcher = ReconnectWatcher()
         self._windows: dict[int, tuple[float, float, float]] = {}
         """camera id → (monotonic end of the window, re-association seconds and distance)."""
 
     def update(self, sources: Iterable[CameraSource], now: float | None = None) -> None:
+        """Apply the reconnects ``sources`` made since the last call, then :meth:`refresh`."""
         now = time.monotonic() if now is None else now
-        for source in sources:
-            camera_id = source.camera.id
-            reconnects = source.counters.reconnects
-            if reconnects > self._reconnects_seen.get(camera_id, 0):
-                outage = source.last_outage_seconds
-                seconds = max(self.configured_seconds, outage + self.margin_seconds)
-                distance = self.configured_distance + WALKING_BOX_HEIGHTS_PER_SECOND * outage
-                self._windows[camera_id] = (now + self.window_seconds, seconds, distance)
-                logger.info(
-                    "camera %s: for %.0f s, new tracks continue identities of tracks that ended "
-                    "up to %.1f s before within %.1f box heights (outage %.1f s)",
-                    camera_id,
-                    self.window_seconds,
-                    seconds,
-                    distance,
-                    outage,
-                )
-            self._reconnects_seen[camera_id] = reconnects
+        for camera_id, outage in self.watcher.poll(sources):
+            self.camera_reconnected(camera_id, outage, now)
+        self.refresh(now)
+
+    def camera_reconnected(
+        self, camera_id: int, outage_seconds: float, now: float | None = None
+    ) -> None:
+        """Open (or reopen) ``camera_id``'s window for an outage of ``outage_seconds``."""
+        now = time.monotonic() if now is None else now
+        seconds = max(self.configured_seconds, outage_seconds + self.margin_seconds)
+        distance = self.configured_distance + WALKING_BOX_HEIGHTS_PER_SECOND * outage_seconds
+        self._windows[camera_id] = (now + self.window_seconds, seconds, distance)
+        logger.info(
+            "camera %s: for %.0f s, new tracks continue identities of tracks that ended "
+            "up to %.1f s before within %.1f box heights (outage %.1f s)",
+            camera_id,
+            self.window_seconds,
+            seconds,
+            distance,
+            outage_seconds,
+        )
+        self.refresh(now)
+
+    def refresh(self, now: float | None = None) -> None:
+        """Close the windows that ended and set the matcher to the widest one still open."""
+        now = time.monotonic() if now is None else now
         self._windows = {
             camera_id: window for camera_id, window in self._windows.items() if window[0] > now
         }
@@ -84,3 +98,21 @@ class ReconnectContinuity:
             self.matching.reassociation_seconds = seconds
         if self.matching.reassociation_distance != distance:
             self.matching.reassociation_distance = distance
+
+
+class ReconnectWatcher:
+    """Which cameras reconnected since the last :meth:`poll`, and after how long an outage."""
+
+    def __init__(self) -> None:
+        self._reconnects_seen: dict[int, int] = {}
+
+    def poll(self, sources: Iterable[CameraSource]) -> list[tuple[int, float]]:
+        """``(camera id, outage seconds)`` for each camera whose reconnect count went up."""
+        reconnected = []
+        for source in sources:
+            camera_id = source.camera.id
+            reconnects = source.counters.reconnects
+            if reconnects > self._reconnects_seen.get(camera_id, 0):
+                reconnected.append((camera_id, float(source.last_outage_seconds)))
+            self._reconnects_seen[camera_id] = reconnects
+        return reconnected

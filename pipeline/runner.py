@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipeline.clip_messages import clip_message, ended_message, started_message
+from pipeline.clip_messages import (
+    clip_message,
+    ended_message,
+    reconnected_message,
+    started_message,
+)
 from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
@@ -29,7 +34,7 @@ from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import StreamRecord, build_publisher
-from pipeline.reconnect import ReconnectContinuity
+from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
@@ -105,6 +110,7 @@ class Pipeline:
         # the matcher gets its own copy: re-association is widened after a camera reconnects
         self.identity = IdentityService(config.matching.model_copy())
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
+        self.reconnects = ReconnectWatcher()
         self.matcher = self.identity.matcher
         self.publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
@@ -220,14 +226,26 @@ class Pipeline:
                     if self._reload.is_set() and not self._stop.is_set():
                         continue
                     break
-                if self.edge_name is None:
-                    self.continuity.update(self.sources)
+                self._handle_reconnects()
                 self._tick(self.detector_stage(frames))
                 if self.on_tick is not None:
                     self.on_tick(self)
         finally:
             result = self._shutdown()
         return result
+
+    def _handle_reconnects(self) -> None:
+        """Widen re-association after a camera reconnect: here, or, as an edge, in the
+        matchers, which get a ``reconnected`` message ahead of the new tracks' clips."""
+        reconnected = self.reconnects.poll(self.sources)
+        if self.edge_name is not None:
+            if reconnected:
+                edge = self.edge_name
+                self._publish([reconnected_message(edge, *item) for item in reconnected])
+            return
+        for camera_id, outage_seconds in reconnected:
+            self.continuity.camera_reconnected(camera_id, outage_seconds)
+        self.continuity.refresh()
 
     def _interrupted(self) -> bool:
         return self._stop.is_set() or self._reload.is_set()

@@ -61,10 +61,15 @@ def sample(metrics: str, name: str, camera: int) -> float:
 
 
 def start_crosscam(
-    config: Path, redis_url: str, metrics_port: int, overrides: tuple[str, ...] = ()
+    config: Path,
+    redis_url: str,
+    metrics_port: int,
+    overrides: tuple[str, ...] = (),
+    arguments: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     environment = os.environ | {"CAM_USER": "admin", "CAM_PASSWORD": PASSWORD}
     settings = [argument for override in overrides for argument in ("--set", override)]
+    settings += arguments
     return subprocess.Popen(
         [
             sys.executable,
@@ -350,24 +355,40 @@ def canonical_identities(events: list[dict[str, str]]) -> dict[int, int]:
 
 @pytest.mark.slow  # real-time RTSP: 2 of 4 once in a clean-clone CI run, 3 of 3 to 5 of 5 else
 @needs_rtsp
+@pytest.mark.parametrize("role", ["all", "edge and matcher"])
 def test_global_identities_survive_a_camera_reconnect(
-    tmp_path: Path, redis_server: EmbeddedRedis, segments: dict[str, Path]
+    tmp_path: Path, redis_server: EmbeddedRedis, segments: dict[str, Path], role: str
 ):
     """The camera's server is killed and restarted while people stay in view: most tracks
     started after the reconnect (the same people, re-acquired by a tracker that lost them
-    during the outage) get global identities that existed before.
+    during the outage) get global identities that existed before. ``edge and matcher``: the
+    camera runs in an edge process and the identities are given by a separate matcher, which
+    learns of the reconnect through the clip stream.
 
     Threshold: more than half of the tracks started within 5 s of the restart. Some of those
     may be people who walked in during the outage, and same-camera re-association is a position
     plus appearance check that can miss a person who turned around; measured: 4 of 4, 4 of 5,
     5 of 5, 3 of 3 twice (``pipeline/reconnect.py``), but also 2 of 4 once (a clean-clone CI run,
     so marked slow until it is robust), against 1 of 5 twice without it (new identities from the
-    gallery threshold). Takes about 37 s.
+    gallery threshold). Takes about 37 s per role.
     """
+    split = role != "all"
+    matcher: subprocess.Popen[str] | None = None
+    if split:
+        matcher = subprocess.Popen(
+            [sys.executable, "run.py", "--quiet", "--role", "matcher", "--name", "m0"]
+            + ["--redis-url", redis_server.url],
+            cwd=REPOSITORY_ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     with RtspCameras({"cam0": segments["c0"]}) as rtsp:
         cameras = [{"id": 0, "uri": rtsp.url("cam0"), "fps_cap": 4}]
         port = free_port()
-        process = start_crosscam(write_config(tmp_path, cameras), redis_server.url, port)
+        edge_arguments = ("--role", "edge", "--name", "e0") if split else ()
+        process = start_crosscam(
+            write_config(tmp_path, cameras), redis_server.url, port, arguments=edge_arguments
+        )
         try:
             wait_until_ready(process, port, timeout_seconds=90)
             time.sleep(15.0)  # tracks get clips and identities
@@ -380,6 +401,12 @@ def test_global_identities_survive_a_camera_reconnect(
         finally:
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=30)
+            if matcher is not None:
+                time.sleep(2.0)  # the matcher drains the last clips
+                matcher.send_signal(signal.SIGTERM)
+                _, matcher_stderr = matcher.communicate(timeout=30)
+                assert matcher.returncode == 0, matcher_stderr[-3000:]
+                stderr += matcher_stderr
     assert process.returncode == 0, stderr[-3000:]
     assert "camera 0: reconnected after" in stderr, stderr[-3000:]
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
