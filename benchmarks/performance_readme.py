@@ -77,6 +77,31 @@ def projection_rows(costs: dict[int, dict[str, float]], fps: Sequence[float]) ->
     return rows
 
 
+def gpu_profile_paragraph(directory: Path) -> str:
+    """The streams-per-machine result when ``gpu_profile.json`` is there, else how to get it."""
+    path = directory / "gpu_profile.json"
+    command = (
+        "`python -m benchmarks.gpu_profile --streams configs/demo.yaml --device cuda "
+        "--resolution 1920x1080 --fps 30 --decoders opencv,nvdec`"
+    )
+    if not path.is_file():
+        return (
+            f"Not measured on this machine: the GPU profile ({command}: how many 1080p 30 fps "
+            "streams one GPU carries with frame→identity p99 under 100 ms, decoding on the CPU "
+            "and with NVDEC) needs a CUDA GPU.\n"
+        )
+    profile = json.loads(path.read_text())
+    video = profile["video_format"]
+    carried = ", ".join(f"{count} with `{name}`" for name, count in profile["capacity"].items())
+    relative = path.parent.relative_to(REPOSITORY_ROOT)
+    return (
+        f"**Streams per machine** ({command}, [{relative}/gpu_profile.md]"
+        f"({relative}/gpu_profile.md)): {video['width']}x{video['height']} at "
+        f"{video['fps']:g} fps on `{profile['device']}`, frame→identity p99 ≤ "
+        f"{profile['budget']['p99_ms']:g} ms: {carried} decoding.\n"
+    )
+
+
 def goal_verdict(systems: dict[str, Any], crosscam: str, glue: str) -> str:
     """One clause: crosscam's throughput ratio and pair F1 against one glue row, and whether
     that meets ≥ 3× at equal or better cross-camera pair F1."""
@@ -264,10 +289,9 @@ def performance_section(directory: Path) -> str:
             ],
             projection_rows(stage_costs(fast), rates),
         ),
-        "Not measured yet: the GPU profile (1080p streams, 30 fps, p99 frame→event under "
-        "100 ms, NVDEC vs CPU decode) needs the GPU machine; BoxMOT is not a peer here because "
-        "installing it replaces the pinned opencv-python 5.0 with 4.14 and its ReID weights "
-        "are downloaded at run time.\n",
+        gpu_profile_paragraph(directory),
+        "BoxMOT is not a peer here because installing it replaces the pinned opencv-python 5.0 "
+        "with 4.14 and its ReID weights are downloaded at run time.\n",
         END,
     ]
     return "\n".join(_wrap(part) for part in parts)
