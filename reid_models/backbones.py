@@ -19,6 +19,7 @@ global feature per frame. Known backbones:
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -43,8 +44,8 @@ MOBILENET_V2_WEIGHTS = WEIGHTS_DIRECTORY / "mobilenetv2_imagenet_bottleneck.pt"
 _WRAPPER_PREFIXES = ("module.", "backbone.", "trunk.", "network.")
 
 
-class FrameBackbone(nn.Module):
-    """A per-frame feature extractor.
+class FrameBackbone(nn.Module, metaclass=abc.ABCMeta):
+    """A per-frame feature extractor (abstract: subclasses define :meth:`forward`).
 
     Attributes:
         out_channels: channels ``C`` of the feature maps returned by :meth:`forward`.
@@ -54,6 +55,7 @@ class FrameBackbone(nn.Module):
     out_channels: int
     pooled_dim: int
 
+    @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Feature maps of normalised frames.
 
@@ -63,7 +65,6 @@ class FrameBackbone(nn.Module):
         Returns:
             float ``(N, out_channels, h, w)`` with ``h, w`` the input size over the stride.
         """
-        raise NotImplementedError
 
     def pool(self, feature_maps: torch.Tensor) -> torch.Tensor:
         """The backbone's global feature: a global average pool unless overridden.
