@@ -26,7 +26,6 @@ import gc
 import hashlib
 import json
 import logging
-import platform
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,14 +33,16 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.latency_report import markdown_table, plot_latency_vs_streams, summarize
 from benchmarks.pipeline import (
-    RESULTS,
     Measurement,
     describe_run,
     duplicate_streams,
     run_crosscam,
 )
+from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from engines.cache import default_cache_dir, file_sha256
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 
@@ -154,9 +155,9 @@ def convert_video(
                 if not ok:
                     break
                 source_index += 1
-            if source_index < wanted:
+            if source_index < wanted or image is None:
                 break  # the source ended
-            resized = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+            resized = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(resized, format="bgr24")))
             written += 1
         container.mux(stream.encode(None))
@@ -308,20 +309,14 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--max-drop", type=float, default=0.01, help="fraction of frames read")
     parser.add_argument("--min-rate", type=float, default=0.95, help="fraction of N × fps")
     parser.add_argument("--cache-dir", type=Path, default=None)
-    parser.add_argument("--machine", default=platform.node(), help="results folder name")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="default benchmarks/results/<machine>"
-    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--log-level", default="WARNING")
+    add_results_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=arguments.log_level.upper(), format="%(asctime)s %(name)s: %(message)s"
-    )
+    start_logging(arguments)
     try:
         video_format = VideoFormat.parse(arguments.resolution, arguments.fps)
         config = load_config(arguments.streams, arguments.overrides)
@@ -355,8 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "capacity": capacity,
         "trials": [asdict(trial) for trial in trials],
     }
-    out = arguments.out or RESULTS / arguments.machine
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_directory(arguments)
     (out / "gpu_profile.json").write_text(json.dumps(report, indent=1) + "\n")
     series: dict[str, list[tuple[int, float]]] = {}
     for trial in trials:

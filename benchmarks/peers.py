@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import sys
 import tempfile
 import time
@@ -54,12 +53,12 @@ from benchmarks.pipeline import (
     run_crosscam,
     set_replay,
 )
+from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.encode import load_encoder_engine
 
 logger = logging.getLogger("benchmarks.peers")
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BYTETRACK = "bytetrack.yaml"
 BOTSORT_REID = str(Path(__file__).parent / "configs" / "botsort_reid.yaml")
 
@@ -375,19 +374,13 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         "(e.g. drsta=assets/weights/drsta_osnet_mined.pt)",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
-    parser.add_argument("--machine", default=platform.node(), help="results folder name")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="default benchmarks/results/<machine>"
-    )
-    parser.add_argument("--log-level", default="WARNING")
+    add_results_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=arguments.log_level.upper(), format="%(asctime)s %(name)s: %(message)s"
-    )
+    start_logging(arguments)
     try:
         config = load_config(arguments.streams)
     except ConfigError as error:
@@ -442,8 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "systems": summarize_systems(measurements),
         "measurements": [item.as_dict() for item in measurements],
     }
-    out = arguments.out or RESULTS / arguments.machine
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_directory(arguments)
     (out / "peers.json").write_text(json.dumps(report, indent=1) + "\n")
     markdown = markdown_report(report)
     (out / "peers.md").write_text(markdown)

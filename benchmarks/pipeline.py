@@ -49,13 +49,13 @@ from benchmarks.latency_report import (
     summarize,
     timeline_gaps,
 )
+from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.records import Frame
 from pipeline.stats import TIMELINE_STAGES, FrameTimeline
 
 logger = logging.getLogger("benchmarks.pipeline")
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LATENCY_STAGES = ("detect", "track", "clips", "encode", "match", "publish", "frame_to_event")
 STAGE_ORDER = (
     *(f"{stage}_wait" for stage in TIMELINE_STAGES[1:]),
@@ -447,22 +447,16 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--mode", choices=[m.value for m in ReplayMode], default="fast")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
-    parser.add_argument("--machine", default=platform.node(), help="results folder name")
-    parser.add_argument(
-        "--out", type=Path, default=None, help="default benchmarks/results/<machine>"
-    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override key=value"
     )
-    parser.add_argument("--log-level", default="WARNING")
+    add_results_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=arguments.log_level.upper(), format="%(asctime)s %(name)s: %(message)s"
-    )
+    start_logging(arguments)
     try:
         base = load_config(arguments.streams, arguments.overrides)
         counts = [int(text) for text in arguments.streams_count.split(",") if text.strip()]
@@ -472,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.device is not None:
         base.detector.device = arguments.device
         base.encoder.device = arguments.device
-    out = arguments.out or RESULTS / arguments.machine
+    out = results_directory(arguments)
     measurements: list[Measurement] = []
     for repeat in range(arguments.repeats):
         for count in counts:
@@ -498,7 +492,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for item in measurements
         ],
     }
-    out.mkdir(parents=True, exist_ok=True)
     (out / f"pipeline_{arguments.mode}.json").write_text(json.dumps(report, indent=1) + "\n")
     write_plots(measurements, report, out)
     markdown = markdown_report(report)
