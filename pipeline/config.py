@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -59,6 +60,25 @@ class CameraConfig(StrictModel):
     start_seconds: float = Field(default=0.0, ge=0, description="files: start of the segment")
     end_seconds: float | None = Field(default=None, gt=0, description="files: end of segment")
     queue_size: int = Field(default=8, ge=1)
+    decoder: Literal["opencv", "pyav", "nvdec"] = Field(
+        default="opencv",
+        description=(
+            "opencv: OpenCV's FFmpeg backend (default); pyav: PyAV, the FFmpeg libraries bundled "
+            "with the `av` wheel, on the CPU; nvdec: PyAV with FFmpeg's CUDA hwaccel (NVDEC on "
+            "an NVIDIA GPU; frames are copied back to host memory as BGR). Webcams: opencv only"
+        ),
+    )
+
+    @field_validator("decoder")
+    @classmethod
+    def _webcams_decode_with_opencv(cls, value: str, info: ValidationInfo) -> str:
+        uri = str(info.data.get("uri", ""))
+        if value != "opencv" and uri.isdigit():
+            raise ValueError(
+                f"camera {info.data.get('id')} is a webcam (uri {uri!r}) and webcams are read "
+                f"by OpenCV only: set decoder: opencv (or leave the key out)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _segment_is_not_empty(self) -> CameraConfig:

@@ -3,14 +3,14 @@
 Files replayed ``fast`` are read in lockstep with the pipeline (the reader blocks when its
 queue is full, so no frame is lost and cameras stay time-aligned). Live sources (RTSP, HTTP,
 webcams) and files replayed ``realtime`` drop the oldest frame when the queue is full, so a slow
-pipeline sees fresh frames. Network streams go through OpenCV's FFmpeg backend with TCP
+pipeline sees fresh frames. Video is decoded by the camera's ``decoder`` (``pipeline/decoders.py``:
+OpenCV's FFmpeg backend by default, PyAV on the CPU, or NVDEC); network streams use TCP
 transport and reconnect with exponential backoff; a broken camera never stalls the others.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -21,12 +21,11 @@ from enum import StrEnum
 import cv2
 
 from pipeline.config import CameraConfig, ReplayMode
+from pipeline.decoders import VideoCapture, decoder_failure, open_capture
 from pipeline.records import Frame
 from pipeline.redaction import redact_url
 
 logger = logging.getLogger(__name__)
-
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 
 
 class SourceState(StrEnum):
@@ -131,9 +130,13 @@ class CameraSource:
         camera = self.camera
         loop_count = 0
         while not self._stop.is_set():
-            capture = cv2.VideoCapture(camera.uri)
+            capture = open_capture(camera)
             if not capture.isOpened():
-                self._fail(f"cannot open video file {camera.uri}: not a readable video")
+                capture.release()
+                self._fail(
+                    decoder_failure(capture)
+                    or f"cannot open video file {camera.uri}: not a readable video"
+                )
                 return
             fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
             first_index = round(camera.start_seconds * fps)
@@ -157,7 +160,7 @@ class CameraSource:
 
     def _replay(
         self,
-        capture: cv2.VideoCapture,
+        capture: VideoCapture,
         fps: float,
         first_index: int,
         last_index: int | None,
@@ -211,6 +214,8 @@ class CameraSource:
         last_frame_at = time.monotonic()
         while not self._stop.is_set():
             capture = self._open_live(log=attempt == 0)
+            if self.state is SourceState.FAILED:
+                return
             if capture is None:
                 self.state = SourceState.RECONNECTING
                 self._stop.wait(self.reconnect.delay(attempt))
@@ -249,23 +254,23 @@ class CameraSource:
             capture.release()
             self.state = SourceState.RECONNECTING
 
-    def _open_live(self, log: bool = True) -> cv2.VideoCapture | None:
+    def _open_live(self, log: bool = True) -> VideoCapture | None:
         """Open the stream; ``log``: warn on failure (the first of a series; later ones are
-        debug lines, so an unreachable camera gives one warning, not one per attempt)."""
+        debug lines, so an unreachable camera gives one warning, not one per attempt). A
+        decoder that cannot start (NVDEC without a GPU) fails the source: retrying won't help."""
         camera = self.camera
-        if camera.is_webcam:
-            capture = cv2.VideoCapture(int(camera.uri))
-        else:
-            parameters = [
-                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                self.reconnect.open_timeout_ms,
-                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                self.reconnect.read_timeout_ms,
-            ]
-            capture = cv2.VideoCapture(camera.uri, cv2.CAP_FFMPEG, parameters)
+        capture = open_capture(
+            camera,
+            open_timeout_ms=self.reconnect.open_timeout_ms,
+            read_timeout_ms=self.reconnect.read_timeout_ms,
+        )
         if capture.isOpened():
             return capture
         capture.release()
+        failure = decoder_failure(capture)
+        if failure:
+            self._fail(failure)
+            return None
         self.error = f"cannot open {redact_url(camera.uri)}"
         logger.log(
             logging.WARNING if log else logging.DEBUG,
