@@ -1,10 +1,14 @@
-"""Shared pytest configuration: slow and GPU tests are skipped unless asked for."""
+"""Shared pytest configuration: slow and GPU tests are skipped unless asked for; the
+``started`` fixture stops camera sources after a test."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pipeline.sources import CameraSource
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPOSITORY_ROOT / "assets"
@@ -12,6 +16,15 @@ ASSETS = REPOSITORY_ROOT / "assets"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run tests marked slow or gpu")
+
+
+@pytest.fixture
+def started() -> Iterator[list[CameraSource]]:
+    """Camera sources appended here are stopped at teardown, whatever the test did."""
+    sources: list[CameraSource] = []
+    yield sources
+    for source in sources:
+        source.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

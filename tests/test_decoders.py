@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -54,15 +53,6 @@ def opencv_frames(path: Path, count: int) -> list[np.ndarray]:
 
 def nearest_index(image: np.ndarray, candidates: list[np.ndarray]) -> int:
     return int(np.argmin([mean_absolute_difference(image, other) for other in candidates]))
-
-
-@pytest.fixture
-def started() -> Iterator[list[CameraSource]]:
-    """Sources appended here are stopped at teardown, whatever the test did."""
-    sources: list[CameraSource] = []
-    yield sources
-    for source in sources:
-        source.stop()
 
 
 def run_to_end(sources: list[CameraSource], camera: CameraConfig) -> CameraSource:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -28,15 +27,6 @@ VIDEO = ASSETS / "videos" / "epfl_terrace1-c0.mp4"
 OTHER_VIDEO = ASSETS / "videos" / "epfl_terrace1-c1.mp4"
 FPS = 25.0
 HEIGHT, WIDTH = 288, 360
-
-
-@pytest.fixture
-def started() -> Iterator[list[CameraSource]]:
-    """Sources appended here are stopped at teardown, whatever the test did."""
-    sources: list[CameraSource] = []
-    yield sources
-    for source in sources:
-        source.stop()
 
 
 def start(sources: list[CameraSource], source: CameraSource) -> CameraSource:
