@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest slow bench clean rtsp-deps reid-results
+.PHONY: demo test lint typecheck pytest slow bench gpu-bench clean rtsp-deps reid-results
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3.x'"; exit 2; }
@@ -48,6 +48,17 @@ bench: $(BENCH_STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
 		--streams-count 1,2 --duration 10 --mode realtime --repeats 3
 	$(BIN)/python -m benchmarks.performance_readme
+
+# On a machine with an NVIDIA GPU: the GPU tests, the encoder per backend and precision, the
+# pipeline scaling with streams, and how many 1080p 30 fps streams the GPU carries within a
+# frame->identity p99 of 100 ms (CPU decode vs NVDEC). Results under benchmarks/results/<host>/.
+gpu-bench: $(BENCH_STAMP)
+	$(BIN)/python -m pytest -q -m gpu --run-slow
+	$(BIN)/python -m benchmarks.encoder --device cuda
+	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml --device cuda \
+		--streams-count 1,4,8,16 --duration 10 --mode fast --repeats 3
+	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.gpu_profile --streams configs/demo.yaml \
+		--device cuda --resolution 1920x1080 --fps 30 --decoders opencv,nvdec
 
 # ReID encoders end to end (reid_models/RESULTS.md): mine tracklets from the bundled videos with
 # the pipeline's detector and tracker, train RRU+STIM and DRSTA on them (frozen OSNet backbone),

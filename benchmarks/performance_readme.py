@@ -88,7 +88,8 @@ def gpu_profile_paragraph(directory: Path) -> str:
         return (
             f"Not measured on this machine: the GPU profile ({command}: how many 1080p 30 fps "
             "streams one GPU carries with frame→identity p99 under 100 ms, decoding on the CPU "
-            "and with NVDEC) needs a CUDA GPU.\n"
+            "and with NVDEC) needs a CUDA GPU; `make gpu-bench` runs it with the GPU tests and "
+            "the encoder and pipeline benchmarks on CUDA.\n"
         )
     profile = json.loads(path.read_text())
     video = profile["video_format"]
