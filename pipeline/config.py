@@ -242,6 +242,12 @@ class MatchingConfig(StrictModel):
     split_patience_clips: int = Field(
         default=3, ge=1, description="consecutive bad clips before the track is split off"
     )
+    max_tracks_per_identity: int = Field(
+        default=64,
+        ge=2,
+        description="ended tracks beyond this many (oldest first) are forgotten by a long-lived "
+        "identity, so its memory stays bounded",
+    )
 
 
 class RedisConfig(StrictModel):

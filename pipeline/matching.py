@@ -350,6 +350,22 @@ class IdentityMatcher:
         evidence.last_box = clip.last_box
         evidence.last_frame_index = clip.last_frame_index
         evidence.captured_at = clip.captured_at
+        self._forget_old_tracks(identity)
+
+    def _forget_old_tracks(self, identity: Identity) -> None:
+        """Keep at most ``max_tracks_per_identity`` tracks on ``identity``: the oldest ended
+        ones beyond that are dropped with their evidence (the identity's feature and
+        prototypes already hold what they contributed). A person seen all day then costs a
+        bounded amount of memory instead of one entry per track."""
+        excess = len(identity.tracks) - self.config.max_tracks_per_identity
+        if excess <= 0:
+            return
+        ended = sorted((span.end, key) for key, span in identity.tracks.items() if not span.active)
+        for _, key in ended[:excess]:
+            del identity.tracks[key]
+            self._evidence.pop(key, None)
+            if self.track_to_identity.get(key) == identity.global_id:
+                del self.track_to_identity[key]
 
     def _refine(
         self,
@@ -410,6 +426,7 @@ class IdentityMatcher:
             )
         for key in fold.tracks:
             self.track_to_identity[key] = keep.global_id
+        self._forget_old_tracks(keep)
         del self.identities[fold.global_id]
         self.gallery.upsert(keep)
         self.gallery.remove([fold.global_id])

@@ -270,6 +270,30 @@ def test_identities_expire_after_ttl_once_their_tracks_ended():
     assert gallery.global_id_of(0, 1) == 5
 
 
+def test_a_person_seen_all_day_keeps_a_bounded_track_history():
+    """One person re-appearing in 200 short tracks stays one identity, and the matcher keeps
+    only the newest ``max_tracks_per_identity`` of those tracks (and their evidence)."""
+    gallery = matcher(max_tracks_per_identity=8, identity_ttl_seconds=1e6)
+    for track_id in range(1, 201):
+        start = 10.0 * track_id
+        gallery.update([embedded(track_id % 3, track_id, axis(0), start, start + 2, final=True)])
+    assert len(gallery.identities) == 1
+    identity = next(iter(gallery.identities.values()))
+    assert sorted(track for _, track in identity.tracks) == list(range(193, 201))
+    assert len(gallery._evidence) == 8 and len(gallery.track_to_identity) == 8
+    assert gallery.global_id_of(2, 200) == identity.global_id
+    assert gallery.global_id_of(1, 1) == -1  # forgotten
+
+
+def test_live_tracks_are_never_forgotten():
+    gallery = matcher(max_tracks_per_identity=2, identity_ttl_seconds=1e6)
+    gallery.update([embedded(0, 1, axis(0), 0, 1)])  # still live
+    for track_id in (2, 3, 4):
+        gallery.update([embedded(1, track_id, axis(0), track_id, track_id + 0.5, final=True)])
+    identity = next(iter(gallery.identities.values()))
+    assert (0, 1) in identity.tracks and (1, 4) in identity.tracks and len(identity.tracks) == 2
+
+
 def test_reset_forgets_everything():
     gallery = matcher()
     gallery.update([embedded(0, 1, axis(0), 0, 1), embedded(1, 1, axis(0), 0, 1)])
