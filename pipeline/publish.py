@@ -8,7 +8,9 @@ Keys (``<p>`` is ``redis.key_prefix``, ``crosscam`` by default):
   ``last_seen:<camera_id>`` per camera, ``embedding`` (float32 bytes, little endian),
   ``embedding_dim``, ``schema_version``.
 - ``<p>:identities``: sorted set of global ids scored by last-seen timestamp.
-- ``<p>:tracks``: hash ``"<camera_id>:<track_id>" -> global_id``.
+- ``<p>:tracks``: hash ``"<camera_id>:<track_id>" -> global_id``, for the tracks the identities
+  still hold: a track an identity forgets (``matching.max_tracks_per_identity``) or an
+  expired identity's tracks are removed with it, so the hash does not grow without bound.
 - ``<p>:run``: hash describing the run that published last.
 
 While Redis is down, events go to a bounded on-disk spool (``pipeline/spool.py``: append-only,
@@ -60,6 +62,25 @@ class PublisherCounters:
     connection_failures: int = 0
 
 
+FORGET_TRACKS = """
+local old = redis.call('hget', KEYS[1], 'tracks')
+if not old then return 0 end
+local kept = {}
+for track in string.gmatch(ARGV[2], '[^,]+') do kept[track] = true end
+local removed = 0
+for track in string.gmatch(old, '[^,]+') do
+  if not kept[track] and redis.call('hget', KEYS[2], track) == ARGV[1] then
+    redis.call('hdel', KEYS[2], track)
+    removed = removed + 1
+  end
+end
+return removed
+"""
+"""Lua, KEYS: identity hash, tracks hash; ARGV: global id, its new ``tracks`` list. Removes from
+the tracks hash the identity's previous tracks that are not in the new list and still point
+to it (a track moved to another identity by a split or merge points there and stays)."""
+
+
 class RedisPublisher:
     """Sends events and identity snapshots to Redis; ``publish`` never raises on outages."""
 
@@ -84,6 +105,7 @@ class RedisPublisher:
             socket_timeout=socket_timeout_seconds,
             socket_connect_timeout=socket_timeout_seconds,
         )
+        self._forget_tracks = self._client.register_script(FORGET_TRACKS)
         self._events: deque[StreamRecord] = deque()
         self._identities: dict[int, dict[str, bytes | str]] = {}
         self._removed: set[int] = set()
@@ -202,19 +224,24 @@ class RedisPublisher:
         if self._identities:
             self._max_global_id = max(self._max_global_id, *self._identities)
             pipe.set(self.key("max_global_id"), str(self._max_global_id))
+        tracks_key = self.key("tracks")
         for global_id, fields in self._identities.items():
             identity_key = self.key("identity", global_id)
+            self._forget_tracks(
+                keys=[identity_key, tracks_key], args=[global_id, fields["tracks"]], client=pipe
+            )
             pipe.delete(identity_key)
             pipe.hset(identity_key, mapping=fields)  # type: ignore[arg-type]
             pipe.zadd(self.key("identities"), {str(global_id): float(fields["last_seen"])})
             tracks = str(fields["tracks"])
             if tracks:
                 pipe.hset(
-                    self.key("tracks"),
-                    mapping={track: str(global_id) for track in tracks.split(",")},
+                    tracks_key, mapping={track: str(global_id) for track in tracks.split(",")}
                 )
         for global_id in self._removed:
-            pipe.delete(self.key("identity", global_id))
+            identity_key = self.key("identity", global_id)
+            self._forget_tracks(keys=[identity_key, tracks_key], args=[global_id, ""], client=pipe)
+            pipe.delete(identity_key)
             pipe.zrem(self.key("identities"), str(global_id))
         try:
             pipe.execute()

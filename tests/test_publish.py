@@ -149,9 +149,27 @@ def test_identity_hash_sorted_set_and_tracks_hash(server: EmbeddedRedis):
     assert stored["cameras"] == b"0"
     assert client.zscore(f"{PREFIX}:identities", "3") == 20.0
 
+    assert client.hgetall(f"{PREFIX}:tracks") == {b"0:4": b"3"}  # 1:9 was forgotten
+
     publisher.publish([], removed=[3])
     assert client.exists(f"{PREFIX}:identity:3") == 0
     assert client.zcard(f"{PREFIX}:identities") == 0
+    assert client.hlen(f"{PREFIX}:tracks") == 0
+    publisher.close()
+
+
+def test_a_track_moved_to_another_identity_keeps_its_entry(server: EmbeddedRedis):
+    """A merge folds identity 5 into 3: the track hash points to 3 and removing 5 leaves it."""
+    client = redis.Redis.from_url(server.url)
+    publisher = make_publisher(server.url)
+    folded = make_identity(5)
+    folded.tracks = {(2, 7): TrackSpan(1.0, 2.0)}
+    publisher.publish([], changed=[folded])
+    kept = make_identity(3)
+    kept.tracks = {**kept.tracks, (2, 7): TrackSpan(1.0, 2.0)}
+    publisher.publish([], changed=[kept], removed=[5])
+    assert client.hget(f"{PREFIX}:tracks", "2:7") == b"3"
+    assert client.hlen(f"{PREFIX}:tracks") == 3
     publisher.close()
 
 
