@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -44,7 +44,7 @@ from benchmarks.pipeline import (
 )
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from engines.cache import default_cache_dir, file_sha256
-from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
+from pipeline.config import CameraConfig, ConfigError, CrosscamConfig, ReplayMode, load_config
 
 logger = logging.getLogger("benchmarks.gpu_profile")
 
@@ -224,6 +224,20 @@ def find_capacity(
     return passed, trials
 
 
+def parse_decoders(text: str) -> list[str]:
+    """``"opencv,nvdec"`` -> the decoder names, each one ``camera.decoder`` accepts.
+
+    Raises:
+        ValueError: an unknown name, or none.
+    """
+    known = get_args(CameraConfig.model_fields["decoder"].annotation)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(f"--decoders takes names from {', '.join(known)}; got {text!r}")
+    return names
+
+
 def run_trial(
     config: CrosscamConfig, decoder: str, streams: int, video_format: VideoFormat, budget: Budget
 ) -> StreamTrial:
@@ -321,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         video_format = VideoFormat.parse(arguments.resolution, arguments.fps)
         config = load_config(arguments.streams, arguments.overrides)
         config.detector.device = config.encoder.device = arguments.device
+        decoders = parse_decoders(arguments.decoders)
         prepared = prepare_streams(config, video_format, arguments.duration, arguments.cache_dir)
     except (ConfigError, ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
@@ -329,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments.repeats = 1
     capacity: dict[str, int] = {}
     trials: list[StreamTrial] = []
-    for decoder in (name.strip() for name in arguments.decoders.split(",") if name.strip()):
+    for decoder in decoders:
         carried, decoder_trials = find_capacity(
             lambda streams, decoder=decoder: run_trial(  # type: ignore[misc]
                 prepared, decoder, streams, video_format, budget

@@ -14,6 +14,7 @@ from benchmarks.gpu_profile import (
     StreamTrial,
     VideoFormat,
     find_capacity,
+    parse_decoders,
     prepare_streams,
 )
 from benchmarks.pipeline import Measurement
@@ -26,6 +27,13 @@ def test_video_format_parses_and_rejects() -> None:
     for resolution, fps in (("1080p", 30.0), ("1921x1080", 30.0), ("1920x1080", 0.0)):
         with pytest.raises(ValueError, match="--resolution"):
             VideoFormat.parse(resolution, fps)
+
+
+def test_decoders_are_checked_before_anything_runs() -> None:
+    assert parse_decoders("opencv, nvdec") == ["opencv", "nvdec"]
+    for text in ("opencv,cuvid", ""):
+        with pytest.raises(ValueError, match="--decoders takes names from opencv, pyav, nvdec"):
+            parse_decoders(text)
 
 
 def measurement(streams: int, fps: float, dropped: int, latencies: list[float]) -> Measurement:
