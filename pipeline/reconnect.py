@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 
 class ReconnectContinuity:
-    """``update(sources)`` once per tick: widens same-camera re-association after reconnects.
+    """Widens same-camera re-association after reconnects: :meth:`camera_reconnected` for each
+    reconnect (from a :class:`ReconnectWatcher` or an edge's message), :meth:`refresh` once per
+    tick.
 
     ``matching`` must be the matcher's own config object (the runner gives the matcher a copy,
     so the run's config, compared on reload, is never changed).
@@ -56,16 +58,8 @@ class ReconnectContinuity:
         self.configured_distance = matching.reassociation_distance
         self.margin_seconds = margin_seconds
         self.window_seconds = window_seconds
-        self.watcher = ReconnectWatcher()
         self._windows: dict[int, tuple[float, float, float]] = {}
         """camera id → (monotonic end of the window, re-association seconds and distance)."""
-
-    def update(self, sources: Iterable[CameraSource], now: float | None = None) -> None:
-        """Apply the reconnects ``sources`` made since the last call, then :meth:`refresh`."""
-        now = time.monotonic() if now is None else now
-        for camera_id, outage in self.watcher.poll(sources):
-            self.camera_reconnected(camera_id, outage, now)
-        self.refresh(now)
 
     def camera_reconnected(
         self, camera_id: int, outage_seconds: float, now: float | None = None
