@@ -95,11 +95,10 @@ def glue_systems(config: CrosscamConfig) -> dict[str, GlueSystem]:
 
 
 def detector_runtime(config: CrosscamConfig) -> str:
-    """The runtime crosscam's detector runs on (``auto`` resolved)."""
-    from engines.detector_export import choose_detector_backend
+    """The runtime crosscam's detector runs on (``auto`` resolved as the detector does)."""
+    from engines.detector_export import resolve_detector_backend
 
-    backend = config.detector.backend
-    return choose_detector_backend(config.detector.device)[0] if backend == "auto" else backend
+    return resolve_detector_backend(config.detector.backend, config.detector.device)[0]
 
 
 def crops_to_batch(image: np.ndarray, boxes: np.ndarray, height: int, width: int) -> np.ndarray:

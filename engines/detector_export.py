@@ -47,6 +47,14 @@ def choose_detector_backend(device: str) -> tuple[str, str]:
     return "torch", "onnx or onnxruntime is not installed"
 
 
+def resolve_detector_backend(backend: str, device: str) -> tuple[str, str]:
+    """The runtime a configured ``backend`` runs on ``device``: ``auto`` resolved by
+    :func:`choose_detector_backend`, any other as it is; with one line saying why."""
+    if backend == "auto":
+        return choose_detector_backend(device)
+    return backend, "configured"
+
+
 _SUFFIXES = {"onnx": ".onnx", "tensorrt": ".engine"}
 
 

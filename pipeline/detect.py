@@ -82,11 +82,10 @@ class PersonDetector:
 
 def _detector_model_path(config: DetectorConfig) -> tuple[str, Path]:
     """The runtime the detector runs on and the file ``YOLO(...)`` loads for it."""
-    from engines.detector_export import choose_detector_backend, export_detector
+    from engines.detector_export import export_detector, resolve_detector_backend
 
-    backend: str = config.backend
-    if backend == "auto":
-        backend, reason = choose_detector_backend(config.device)
+    backend, reason = resolve_detector_backend(config.backend, config.device)
+    if config.backend == "auto":
         logger.info("detector backend auto: %s (%s)", backend, reason)
     if backend == "torch":
         return backend, config.weights
