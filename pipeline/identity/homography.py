@@ -1,0 +1,283 @@
+"""Ground-plane homographies between overlapping camera views, learned from the footage.
+
+No labels and no manual calibration: tracks of two cameras that are visible at the same time
+and look alike (mutual best appearance match) are taken as the same person, their foot points
+at common timestamps (:mod:`pipeline.identity.trajectories`) become correspondences, and
+RANSAC (OpenCV) fits the view-to-view homography. The fit is then revised: every pair of
+simultaneous tracks is scored by how well the homography carries one's feet onto the other's,
+the geometrically consistent pairs (one-to-one, Hungarian) replace the appearance seeds, and
+the homography is fitted again. A camera pair whose views do not overlap yields too few
+consistent pairs and inliers: :func:`learn_view_homography` returns ``None`` for it (its
+transition windows stay the job of :mod:`pipeline.topology`).
+
+Thresholds are relative to the people in the images: the RANSAC tolerance is a fraction of the
+median box height in the target view, so the same setting serves 360x288 and 4K cameras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pipeline.identity.trajectories import Trajectory, common_positions
+
+TrackKey = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class HomographyLearning:
+    """Settings of :func:`learn_view_homography`.
+
+    Attributes:
+        min_common_seconds: two tracks are a candidate pair when both were visible this long.
+        tolerance_heights: RANSAC reprojection tolerance, in median person heights of the
+            target view.
+        min_inliers: fewer inlier correspondences: the views are taken not to overlap.
+        min_track_pairs: inliers must come from at least this many track pairs (one person
+            walking a line does not pin down a plane).
+        max_points_per_pair: correspondences taken per track pair (evenly spaced), so long
+            tracks do not outvote the others.
+        rounds: fit, re-select pairs by geometry, fit again; this many fits.
+    """
+
+    min_common_seconds: float = 1.0
+    tolerance_heights: float = 0.15
+    min_inliers: int = 30
+    min_track_pairs: int = 3
+    max_points_per_pair: int = 40
+    rounds: int = 3
+
+
+@dataclass
+class ViewHomography:
+    """Foot points of ``from_camera`` → foot points of ``to_camera`` (image pixels).
+
+    Attributes:
+        matrix: float64 ``(3, 3)``, normalised so ``matrix[2, 2] == 1``.
+        inliers / correspondences: RANSAC inliers among the correspondences of the last fit.
+        track_pairs: track pairs that gave inliers.
+        median_error_px: median reprojection error of the inliers, target pixels.
+        pairs: the track pairs (from key, to key) behind the last fit.
+    """
+
+    from_camera: int
+    to_camera: int
+    matrix: np.ndarray
+    inliers: int
+    correspondences: int
+    track_pairs: int
+    median_error_px: float
+    pairs: list[tuple[TrackKey, TrackKey]]
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """float64 ``(N, 2)`` points of ``from_camera`` in ``to_camera`` pixels."""
+        return project(self.matrix, points)
+
+    def inverse(self) -> ViewHomography:
+        """The same relation from ``to_camera`` to ``from_camera``."""
+        inverse = np.linalg.inv(self.matrix)
+        return ViewHomography(
+            self.to_camera,
+            self.from_camera,
+            inverse / inverse[2, 2],
+            self.inliers,
+            self.correspondences,
+            self.track_pairs,
+            self.median_error_px,
+            [(second, first) for first, second in self.pairs],
+        )
+
+
+def project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a ``(3, 3)`` homography to float ``(N, 2)`` points; returns float64 ``(N, 2)``."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(points) == 0:
+        return points
+    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ np.asarray(matrix).T
+    depth = homogeneous[:, 2:3]
+    depth = np.where(np.abs(depth) < 1e-12, 1e-12, depth)
+    return homogeneous[:, :2] / depth
+
+
+def fit_homography(
+    source: np.ndarray, target: np.ndarray, tolerance_px: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """RANSAC homography from float ``(N, 2)`` ``source`` to ``target`` points.
+
+    Returns ``(matrix (3, 3) float64, inlier mask (N,) bool)``, or ``None`` when fewer than 4
+    points or no fit (degenerate: all points on a line).
+    """
+    if len(source) < 4:
+        return None
+    cv2.setRNGSeed(seed)
+    matrix, mask = cv2.findHomography(
+        np.asarray(source, dtype=np.float32),
+        np.asarray(target, dtype=np.float32),
+        cv2.RANSAC,
+        float(tolerance_px),
+        maxIters=2000,
+        confidence=0.995,
+    )
+    if matrix is None or abs(matrix[2, 2]) < 1e-12:
+        return None
+    return matrix / matrix[2, 2], mask.ravel().astype(bool)
+
+
+def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:
+    """Median distance between ``first``'s feet carried by ``matrix`` and ``second``'s feet at
+    common timestamps, in ``second``'s median person heights; and the number of samples
+    (``inf, 0`` when the tracks never coexist)."""
+    _, source, target = common_positions(first, second)
+    if len(source) == 0:
+        return float("inf"), 0
+    distances = np.linalg.norm(project(matrix, source) - target, axis=1)
+    scale = max(float(np.median(second.heights)), 1.0)
+    return float(np.median(distances)) / scale, len(source)
+
+
+def learn_view_homography(
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    appearance: Mapping[TrackKey, np.ndarray],
+    settings: HomographyLearning | None = None,
+) -> ViewHomography | None:
+    """Learn the homography from the first camera's view to the second's.
+
+    Args:
+        first_tracks / second_tracks: trajectories of one camera each.
+        appearance: unit float ``(D,)`` embedding per track key (tracks without one are only
+            used once a homography exists).
+        settings: thresholds; defaults when ``None``.
+
+    Returns:
+        The fit, or ``None`` when the views do not (visibly) overlap.
+    """
+    settings = settings or HomographyLearning()
+    candidates = _candidate_pairs(first_tracks, second_tracks, settings.min_common_seconds)
+    if not candidates:
+        return None
+    pairs = _appearance_seeds(candidates, first_tracks, second_tracks, appearance)
+    fit: ViewHomography | None = None
+    for round_index in range(settings.rounds):
+        attempt = _fit_pairs(pairs, first_tracks, second_tracks, settings, round_index)
+        if attempt is None:
+            break
+        fit = attempt
+        pairs = _geometric_pairs(fit.matrix, candidates, first_tracks, second_tracks, settings)
+        if not pairs:
+            break
+    if fit is None or fit.inliers < settings.min_inliers:
+        return None
+    if fit.track_pairs < settings.min_track_pairs:
+        return None
+    return fit
+
+
+def _candidate_pairs(
+    first_tracks: Sequence[Trajectory], second_tracks: Sequence[Trajectory], min_seconds: float
+) -> list[tuple[int, int]]:
+    return [
+        (row, column)
+        for row, first in enumerate(first_tracks)
+        for column, second in enumerate(second_tracks)
+        if first.overlap_seconds(second) >= min_seconds
+    ]
+
+
+def _appearance_seeds(
+    candidates: list[tuple[int, int]],
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    appearance: Mapping[TrackKey, np.ndarray],
+) -> list[tuple[int, int]]:
+    """Candidate pairs that are each other's best appearance match among simultaneous tracks,
+    and more alike than the median candidate pair (most candidate pairs are two people)."""
+    similarity: dict[tuple[int, int], float] = {}
+    for row, column in candidates:
+        first = appearance.get(first_tracks[row].key)
+        second = appearance.get(second_tracks[column].key)
+        if first is not None and second is not None:
+            similarity[(row, column)] = float(np.dot(first, second))
+    if not similarity:
+        return []
+    floor = float(np.median(list(similarity.values())))
+    best_of_row: dict[int, tuple[float, int]] = {}
+    best_of_column: dict[int, tuple[float, int]] = {}
+    for (row, column), value in similarity.items():
+        if value > best_of_row.get(row, (-np.inf, -1))[0]:
+            best_of_row[row] = (value, column)
+        if value > best_of_column.get(column, (-np.inf, -1))[0]:
+            best_of_column[column] = (value, row)
+    return [
+        (row, column)
+        for row, (value, column) in best_of_row.items()
+        if best_of_column[column][1] == row and value >= floor
+    ]
+
+
+def _geometric_pairs(
+    matrix: np.ndarray,
+    candidates: list[tuple[int, int]],
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    settings: HomographyLearning,
+) -> list[tuple[int, int]]:
+    """One-to-one pairs (Hungarian on transfer error) whose feet the homography carries onto
+    each other within twice the RANSAC tolerance."""
+    rows = sorted({row for row, _ in candidates})
+    columns = sorted({column for _, column in candidates})
+    cost = np.full((len(rows), len(columns)), 1e6)
+    for row, column in candidates:
+        error, _ = transfer_error(matrix, first_tracks[row], second_tracks[column])
+        cost[rows.index(row), columns.index(column)] = min(error, 1e6)
+    chosen_rows, chosen_columns = linear_sum_assignment(cost)
+    limit = 2.0 * settings.tolerance_heights
+    return [
+        (rows[r], columns[c])
+        for r, c in zip(chosen_rows, chosen_columns, strict=True)
+        if cost[r, c] <= limit
+    ]
+
+
+def _fit_pairs(
+    pairs: list[tuple[int, int]],
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    settings: HomographyLearning,
+    seed: int,
+) -> ViewHomography | None:
+    sources, targets, owners, heights = [], [], [], []
+    for index, (row, column) in enumerate(pairs):
+        _, source, target = common_positions(first_tracks[row], second_tracks[column])
+        if len(source) == 0:
+            continue
+        keep = np.unique(np.linspace(0, len(source) - 1, settings.max_points_per_pair).round())
+        sources.append(source[keep.astype(int)])
+        targets.append(target[keep.astype(int)])
+        owners.append(np.full(len(keep), index))
+        heights.append(np.median(second_tracks[column].heights))
+    if not sources:
+        return None
+    source, target, owner = np.concatenate(sources), np.concatenate(targets), np.concatenate(owners)
+    tolerance_px = settings.tolerance_heights * float(np.median(heights))
+    fitted = fit_homography(source, target, tolerance_px, seed)
+    if fitted is None:
+        return None
+    matrix, inliers = fitted
+    errors = np.linalg.norm(project(matrix, source[inliers]) - target[inliers], axis=1)
+    first_camera = first_tracks[pairs[0][0]].camera_id
+    second_camera = second_tracks[pairs[0][1]].camera_id
+    return ViewHomography(
+        first_camera,
+        second_camera,
+        matrix,
+        int(inliers.sum()),
+        len(source),
+        len(np.unique(owner[inliers])),
+        float(np.median(errors)) if len(errors) else float("inf"),
+        [(first_tracks[row].key, second_tracks[column].key) for row, column in pairs],
+    )

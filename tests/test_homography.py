@@ -1,0 +1,102 @@
+"""Ground-plane homographies learned from simultaneous tracks (pipeline/identity)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.identity.homography import (
+    fit_homography,
+    learn_view_homography,
+    project,
+    transfer_error,
+)
+from pipeline.identity.trajectories import Trajectory, common_positions
+
+TRUE_MATRIX = np.array([[0.8, -0.3, 120.0], [0.05, 0.6, 40.0], [0.0004, -0.0011, 1.0]])
+
+
+def _walk(rng: np.random.Generator, seconds: float, fps: float = 10.0) -> np.ndarray:
+    """float ``(N, 2)`` foot points of a person walking a random straight line in a 360x288
+    view."""
+    count = int(seconds * fps)
+    start = rng.uniform([40, 150], [320, 280])
+    velocity = rng.uniform(-30, 30, size=2)
+    points = start + np.arange(count)[:, None] / fps * velocity
+    return np.clip(points, [5, 100], [355, 287])
+
+
+def _track(camera: int, track: int, times: np.ndarray, feet: np.ndarray) -> Trajectory:
+    heights = np.full(len(feet), 100.0)
+    boxes = np.stack([feet[:, 0] - 20, feet[:, 1] - heights, feet[:, 0] + 20, feet[:, 1]], axis=1)
+    return Trajectory.from_boxes(camera, track, times, boxes)
+
+
+def _scene(rng: np.random.Generator, people: int, matrix: np.ndarray | None):
+    """Two cameras seeing ``people`` walkers; the second view is the first through ``matrix``
+    (``None``: an unrelated view). Appearance embeddings agree per person, with noise."""
+    first, second, appearance = [], [], {}
+    for person in range(people):
+        start = rng.uniform(0, 20)
+        feet = _walk(rng, seconds=8)
+        times = start + np.arange(len(feet)) / 10.0
+        other = project(matrix, feet) if matrix is not None else _walk(rng, seconds=8)
+        other = other + rng.normal(0, 1.0, other.shape)
+        first.append(_track(0, person, times, feet))
+        second.append(_track(1, 100 + person, times + 0.03, other))  # clocks not in step
+        identity = rng.normal(size=16)
+        for key in ((0, person), (1, 100 + person)):
+            vector = identity + rng.normal(0, 0.6, 16)
+            appearance[key] = vector / np.linalg.norm(vector)
+    return first, second, appearance
+
+
+def test_fit_recovers_a_known_homography_despite_outliers():
+    rng = np.random.default_rng(0)
+    source = rng.uniform([0, 100], [360, 288], size=(200, 2))
+    target = project(TRUE_MATRIX, source) + rng.normal(0, 0.5, (200, 2))
+    outliers = rng.choice(200, size=60, replace=False)  # 30 % wrong correspondences
+    target[outliers] = rng.uniform([0, 0], [360, 288], size=(60, 2))
+    fitted = fit_homography(source, target, tolerance_px=3.0)
+    assert fitted is not None
+    matrix, inliers = fitted
+    probe = rng.uniform([0, 100], [360, 288], size=(50, 2))
+    error = np.linalg.norm(project(matrix, probe) - project(TRUE_MATRIX, probe), axis=1)
+    assert np.median(error) < 1.0
+    assert not inliers[outliers].any() or inliers[outliers].mean() < 0.1
+
+
+def test_fit_needs_four_points():
+    points = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    assert fit_homography(points, points, 1.0) is None
+
+
+def test_learned_from_tracks_matches_the_true_homography():
+    rng = np.random.default_rng(1)
+    first, second, appearance = _scene(rng, people=8, matrix=TRUE_MATRIX)
+    fit = learn_view_homography(first, second, appearance)
+    assert fit is not None
+    assert fit.track_pairs >= 3
+    probe = np.concatenate([track.feet for track in first])
+    error = np.linalg.norm(fit.project(probe) - project(TRUE_MATRIX, probe), axis=1)
+    assert np.median(error) < 2.0
+    back = fit.inverse().project(fit.project(probe))
+    assert np.allclose(back, probe, atol=1e-6)
+
+
+def test_views_that_do_not_overlap_give_no_homography():
+    rng = np.random.default_rng(2)
+    first, second, appearance = _scene(rng, people=8, matrix=None)
+    assert learn_view_homography(first, second, appearance) is None
+
+
+def test_common_positions_interpolate_between_camera_clocks():
+    times = np.arange(10) / 10.0
+    feet = np.stack([np.arange(10) * 10.0, np.full(10, 200.0)], axis=1)
+    first = _track(0, 1, times, feet)
+    second = _track(1, 2, times + 0.05, feet)
+    shared, mine, theirs = common_positions(first, second)
+    assert len(shared) == 9  # time 0.0 comes before the second track starts
+    assert np.allclose(theirs[:, 0], mine[:, 0] - 5.0)
+    error, samples = transfer_error(np.eye(3), first, second)
+    assert samples == 9
+    assert error == np.float64(5.0) / 100.0
