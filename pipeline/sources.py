@@ -331,7 +331,9 @@ class FrameGatherer:
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         """``should_stop``: when it returns True, ``gather`` returns what it has (maybe
-        nothing) instead of waiting on cameras that deliver nothing (all reconnecting)."""
+        nothing) instead of waiting on cameras that deliver nothing (all reconnecting, or a
+        file camera that stopped delivering); the runner passes its stop, reload and time
+        limit checks."""
         self.sources = sources
         self.poll_seconds = poll_seconds
         self.should_stop = should_stop
@@ -366,7 +368,7 @@ class FrameGatherer:
                 else:
                     frame = source.frames.get(timeout=self.poll_seconds)
             except queue.Empty:
-                if finished:
+                if finished or (self.should_stop is not None and self.should_stop()):
                     return None
                 continue
             frame.captured_at = time.monotonic()  # read-ahead is not latency in lockstep
