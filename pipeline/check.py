@@ -2,8 +2,10 @@
 
 Each camera is opened and one frame is read (files and streams alike, with the sources' open
 and read timeouts), all cameras at once; Redis is pinged (or, without ``redis.url``, the embedded
-``redis-server`` binary is looked for). A rich table goes to stdout; the exit code is 0 when
-everything answered, 1 otherwise. URIs are shown redacted.
+``redis-server`` binary is looked for); the encoder is built from its weights and the detector
+weights are loaded (unknown model or backend names already fail at config load, exit 2). A
+rich table goes to stdout; the exit code is 0 when everything answered, 1 otherwise. URIs are
+shown redacted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.config import CameraConfig, CrosscamConfig
+from pipeline.config import CameraConfig, CrosscamConfig, DetectorConfig, EncoderConfig
 from pipeline.redaction import redact_url
 from pipeline.sources import ReconnectPolicy
 
@@ -100,15 +102,46 @@ def probe_embedded_redis() -> ProbeResult:
     return ProbeResult("redis", "embedded", True, executable, time.monotonic() - started)
 
 
+def probe_encoder(config: EncoderConfig) -> ProbeResult:
+    """Build the configured encoder on the CPU from its weights: an encoder file written for
+    another architecture or backbone, or weights that do not fit, are broken."""
+    from reid_models.factory import build_encoder
+
+    started = time.monotonic()
+    target = str(config.weights or "bundled weights")
+    name = f"encoder {config.model}/{config.backbone}"
+    try:
+        build_encoder(config.model, config.weights, backbone=config.backbone)
+    except (ValueError, RuntimeError, OSError, KeyError) as error:
+        detail = f"{error.__class__.__name__}: {error}"
+        return ProbeResult(name, target, False, detail, time.monotonic() - started)
+    return ProbeResult(name, target, True, "weights load", time.monotonic() - started)
+
+
+def probe_detector(config: DetectorConfig) -> ProbeResult:
+    """Load the detector weights with ultralytics (on the CPU, no export)."""
+    from ultralytics import YOLO
+
+    started = time.monotonic()
+    try:
+        model = YOLO(str(config.weights), task="detect")
+        detail = f"{len(model.names)} classes"
+    except (ValueError, RuntimeError, OSError, KeyError, AttributeError) as error:
+        detail = f"{error.__class__.__name__}: {error}"
+        return ProbeResult("detector", str(config.weights), False, detail, 0.0)
+    return ProbeResult("detector", str(config.weights), True, detail, time.monotonic() - started)
+
+
 def run_checks(config: CrosscamConfig) -> list[ProbeResult]:
-    """Probe every camera (concurrently) and Redis."""
+    """Probe every camera (concurrently), Redis, and the encoder and detector weights."""
     with ThreadPoolExecutor(max_workers=max(1, len(config.cameras)) + 1) as pool:
         cameras = [pool.submit(probe_camera, camera) for camera in config.cameras]
         if config.redis.url:
             redis_probe = pool.submit(probe_redis, config.redis.url)
         else:
             redis_probe = pool.submit(probe_embedded_redis)
-        return [future.result() for future in cameras] + [redis_probe.result()]
+        models = [probe_encoder(config.encoder), probe_detector(config.detector)]
+        return [future.result() for future in cameras] + [redis_probe.result(), *models]
 
 
 def results_table(results: list[ProbeResult]) -> Table:

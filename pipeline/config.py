@@ -1,8 +1,11 @@
 """Typed configuration: one YAML file parsed once into pydantic objects, with CLI overrides.
 
 The YAML layout mirrors :class:`CrosscamConfig`; every section has defaults, so a config file
-may hold only ``cameras``. Unknown keys and wrong types are errors. Relative paths (video
-files, weights, output folders) are resolved against the folder of the YAML file.
+may hold only ``cameras``. Unknown keys and wrong types are errors. Relative paths written in
+the YAML (video files, weights, output folders) are resolved against the folder of the YAML
+file; the defaults are absolute, in the project (:data:`PROJECT_ROOT`): the bundled detector
+weights in ``assets/weights/`` and run data in ``runs/``, so a config anywhere (the repository
+root, ``/etc/crosscam/``) works without naming them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pydantic import (
 )
 
 from reid_models.sampling import SamplingMode
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+"""The crosscam checkout (or installed tree): bundled assets and the default run folder."""
 
 
 class ConfigError(Exception):
@@ -118,7 +124,7 @@ class CameraConfig(StrictModel):
 class DetectorConfig(StrictModel):
     """The YOLO person detector (both classes of the bundled weights are persons)."""
 
-    weights: Path = Path("../assets/weights/yolov8_person_hfd.pt")
+    weights: Path = PROJECT_ROOT / "assets" / "weights" / "yolov8_person_hfd.pt"
     image_size: int = Field(default=416, ge=32, description="inference size, multiple of 32")
     confidence: float = Field(default=0.35, ge=0, le=1)
     class_confidence: dict[int, float] = Field(
@@ -180,6 +186,25 @@ class EncoderConfig(StrictModel):
     device: str = "cpu"
     max_batch: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=20.0, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        """Checked at load, so a typo is a config error, not a traceback after loading."""
+        from reid_models.factory import encoder_names  # torch: only when the YAML sets it
+
+        if model not in encoder_names():
+            raise ValueError(f"unknown encoder; choose one of: {', '.join(encoder_names())}")
+        return model
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        from engines.base import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown engine backend; choose one of: {', '.join(BACKENDS)}")
+        return backend
 
 
 class TopologyMode(StrEnum):
@@ -275,7 +300,10 @@ class RedisConfig(StrictModel):
 class OutputsConfig(StrictModel):
     """Files a run writes besides Redis."""
 
-    run_directory: Path = Path("../runs")
+    run_directory: Path = Field(
+        default=PROJECT_ROOT / "runs",
+        description="runs/<run id>/, the embedded Redis and the spool; default <project>/runs",
+    )
     save_mtmc: Path | None = None
     save_video: Path | None = None
     status_interval_seconds: float = Field(default=1.0, gt=0)

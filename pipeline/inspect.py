@@ -10,6 +10,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.config import PROJECT_ROOT
 from pipeline.events import parse_fields
 from pipeline.redis_server import EmbeddedRedis
 
@@ -18,7 +19,10 @@ def inspect_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="run.py inspect", description=__doc__)
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--runs", type=Path, default=Path("runs"), help="outputs.run_directory of the runs"
+        "--runs",
+        type=Path,
+        default=PROJECT_ROOT / "runs",
+        help="outputs.run_directory of the runs (default <project>/runs)",
     )
     source.add_argument("--redis-url", default=None)
     parser.add_argument("--events", type=int, default=15, help="latest events to show")
