@@ -6,6 +6,12 @@ python run.py inspect                              show what runs published
 python run.py check --streams cams.yaml            probe every camera and Redis, exit 1 if broken
 
 kill -HUP <pid> re-reads the --streams file: cameras removed, added or changed apply live.
+
+Exit codes: 0 the run worked; 1 crosscam crashed (a traceback); 2 bad config or arguments
+(one line); 3 no camera worked (every camera failed, or no frame was read, and no signal
+stopped the run); 4 events left unpublished at exit (Redis unreachable at the end; they wait
+in the spool for the next run) or Redis never answered, so nothing was matched; 128 + N a
+second signal N forced the exit.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -29,7 +36,12 @@ from rich.markup import escape
 
 from pipeline.config import ConfigError, CrosscamConfig, load_config
 
+if TYPE_CHECKING:
+    from pipeline.runner import RunResult
+
 EXIT_CONFIG_ERROR = 2
+EXIT_NO_CAMERA = 3
+EXIT_REDIS_UNREACHABLE = 4
 logger = logging.getLogger("crosscam")
 
 
@@ -231,7 +243,33 @@ def run(argv: list[str], check: bool = False) -> int:
         operations.stop()
         if embedded is not None:
             embedded.stop()
+    return exit_code(result)
+
+
+def exit_code(result: RunResult) -> int:
+    """0, or why the run did not do its job (module docstring), with one error line."""
+    from pipeline.sources import SourceState
+
+    if not result.gallery_read:
+        logger.error("exit %d: Redis never answered; nothing was matched", EXIT_REDIS_UNREACHABLE)
+        return EXIT_REDIS_UNREACHABLE
+    if result.events_unsent:
+        logger.error(
+            "exit %d: %d events not published (kept in the spool for the next run)",
+            EXIT_REDIS_UNREACHABLE,
+            result.events_unsent,
+        )
+        return EXIT_REDIS_UNREACHABLE
+    states = list(result.sources.values())
+    all_failed = bool(states) and all(state is SourceState.FAILED for state in states)
+    if not result.stopped and (all_failed or result.totals.frames == 0):
+        logger.error("exit %d: no camera delivered frames (%s)", EXIT_NO_CAMERA, _states(result))
+        return EXIT_NO_CAMERA
     return 0
+
+
+def _states(result: RunResult) -> str:
+    return ", ".join(f"camera {camera} {state.value}" for camera, state in result.sources.items())
 
 
 def load_role_config(arguments: argparse.Namespace) -> CrosscamConfig:

@@ -72,7 +72,10 @@ def summary_table(result: RunResult) -> Table:
     table.add_row("clips encoded", str(totals.clips_encoded))
     table.add_row("global identities", str(result.identities_total))
     table.add_row("identities seen in 2+ cameras", str(result.identities_multi_camera))
-    table.add_row("events published", str(totals.events))
+    replayed = (
+        f" ({result.events_replayed} replayed from the spool)" if result.events_replayed else ""
+    )
+    table.add_row("events published", f"{result.events_published}{replayed}")
     if result.events_unsent:
         table.add_row("events NOT published", str(result.events_unsent), style="red")
     for stage in [stage for stage in STAGES if result.latency.count(stage)]:

@@ -133,7 +133,9 @@ class DistributedMatcher:
             return False
         self._leading = True
         logger.info("matcher %s is the leader", self.consumer)
-        restore_gallery(self.redis_url, self.config.redis, self.identity.matcher)
+        restore_gallery(
+            self.redis_url, self.config.redis, self.identity.matcher, self._stop.is_set
+        )
         self._claim_pending()
         return True
 

@@ -24,11 +24,13 @@ newest state of each identity is sent.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import numpy as np
 import redis
@@ -38,6 +40,7 @@ from pipeline.events import SCHEMA_VERSION
 from pipeline.matching import Identity
 from pipeline.redaction import redact_url
 from pipeline.spool import DiskSpool
+from pipeline.track_ledger import TrackLedger
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ class StreamRecord(Protocol):
 @dataclass
 class PublisherCounters:
     events_published: int = 0
+    """Every event that reached Redis, replayed from the spool or not."""
+    events_replayed: int = 0
+    """Of those, the events replayed from the on-disk spool (this run's or an earlier one's)."""
     events_spooled: int = 0
     events_dropped: int = 0
     identity_updates: int = 0
@@ -80,6 +86,14 @@ return removed
 the tracks hash the identity's previous tracks that are not in the new list and still point
 to it (a track moved to another identity by a split or merge points there and stays)."""
 
+RAISE_MAX_GLOBAL_ID = """
+local stored = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > stored then redis.call('set', KEYS[1], ARGV[1]) end
+return 0
+"""
+"""Lua, KEYS: ``<p>:max_global_id``; ARGV: an id. The highest id given never moves backwards,
+whatever a process believes it to be."""
+
 
 class RedisPublisher:
     """Sends events and identity snapshots to Redis; ``publish`` never raises on outages."""
@@ -92,7 +106,10 @@ class RedisPublisher:
         retry_max_seconds: float = 5.0,
         socket_timeout_seconds: float = 1.0,
         spool: DiskSpool | None = None,
+        track_ledger: bool = False,
     ) -> None:
+        """``track_ledger``: keep ``<p>:track_ids`` and ``<p>:open_tracks`` with the events
+        (``pipeline/track_ledger.py``; the event stream only, not the clip stream)."""
         self.config = config
         self.spool = spool
         self.url = url
@@ -106,6 +123,8 @@ class RedisPublisher:
             socket_connect_timeout=socket_timeout_seconds,
         )
         self._forget_tracks = self._client.register_script(FORGET_TRACKS)
+        self._raise_max_global_id = self._client.register_script(RAISE_MAX_GLOBAL_ID)
+        self.ledger = TrackLedger(self._client, config.key_prefix) if track_ledger else None
         self._events: deque[StreamRecord] = deque()
         self._identities: dict[int, dict[str, bytes | str]] = {}
         self._removed: set[int] = set()
@@ -113,6 +132,15 @@ class RedisPublisher:
         self._max_global_id = 0
         self._retry_at = 0.0
         self._failures_in_row = 0
+        self._replayed_since_outage = 0
+        if spool is not None and len(spool):
+            logger.info(
+                "event spool %s holds %d events an earlier run could not publish; replaying "
+                "them to %s before any new event",
+                spool.directory,
+                len(spool),
+                redact_url(url),
+            )
 
     @property
     def buffered_events(self) -> int:
@@ -199,6 +227,8 @@ class RedisPublisher:
                     maxlen=self.config.stream_max_length,
                     approximate=True,
                 )
+            if self.ledger is not None:
+                self.ledger.record(pipe, records)
             try:
                 pipe.execute()
             except redis.RedisError as error:
@@ -206,6 +236,14 @@ class RedisPublisher:
                 return False
             self.spool.acknowledge(len(records))
             self.counters.events_published += len(records)
+            self.counters.events_replayed += len(records)
+            self._replayed_since_outage += len(records)
+            if not len(self.spool):
+                logger.info(
+                    "replayed %d spooled events to %s",
+                    self._replayed_since_outage,
+                    redact_url(self.url),
+                )
         return True
 
     def _send(self) -> list[StreamRecord]:
@@ -213,17 +251,22 @@ class RedisPublisher:
             self._spill()
             return []
         sending = list(self._events)
+        sending_fields = [event.to_fields() for event in sending]
         pipe = self._client.pipeline(transaction=False)
-        for event in sending:
+        for event_fields in sending_fields:
             pipe.xadd(
                 self.config.stream,
-                event.to_fields(),  # type: ignore[arg-type]
+                event_fields,  # type: ignore[arg-type]
                 maxlen=self.config.stream_max_length,
                 approximate=True,
             )
+        if self.ledger is not None:
+            self.ledger.record(pipe, sending_fields)
         if self._identities:
             self._max_global_id = max(self._max_global_id, *self._identities)
-            pipe.set(self.key("max_global_id"), str(self._max_global_id))
+            self._raise_max_global_id(
+                keys=[self.key("max_global_id")], args=[self._max_global_id], client=pipe
+            )
         tracks_key = self.key("tracks")
         for global_id, fields in self._identities.items():
             identity_key = self.key("identity", global_id)
@@ -251,8 +294,12 @@ class RedisPublisher:
             return []
         if not self.connected:
             logger.info(
-                "Redis at %s is back; sent %d buffered events", redact_url(self.url), len(sending)
+                "Redis at %s is back; sent %d buffered events (%d of them from the spool)",
+                redact_url(self.url),
+                self._replayed_since_outage + len(sending),
+                self._replayed_since_outage,
             )
+        self._replayed_since_outage = 0
         self.connected = True
         self._failures_in_row = 0
         for _ in sending:
@@ -302,6 +349,7 @@ def build_publisher(
     with its own on-disk spool."""
     redis_config = config.redis
     spool_root = redis_config.spool_directory or config.outputs.run_directory / "spool"
+    spool_root = spool_root / spool_folder_name(redis_config.url)
     spool_directory = spool_root if edge_name is None else spool_root / f"edge-{edge_name}"
     if edge_name is not None:
         redis_config = redis_config.model_copy(update={"stream": redis_config.clip_stream})
@@ -310,4 +358,26 @@ def build_publisher(
         url,
         run_id,
         spool=DiskSpool(spool_directory, int(redis_config.spool_max_megabytes * 2**20)),
+        track_ledger=edge_name is None,
     )
+
+
+def spool_folder_name(configured_url: str) -> str:
+    """The spool folder of one Redis: a spool replays only into the Redis it was written for.
+
+    ``embedded`` for the embedded Redis (``redis.url`` empty; its port changes every run, its
+    data folder does not), else scheme, host, port and database of the URL, never its
+    credentials: ``redis-10.0.0.7-6379-db0``, ``unix-run-redis.sock-db0``.
+    """
+    if not configured_url:
+        return "embedded"
+    parsed = urlsplit(configured_url)
+    query = dict(part.partition("=")[::2] for part in parsed.query.split("&") if part)
+    if parsed.scheme == "unix":
+        where = parsed.path.strip("/").replace("/", "-")
+        database = query.get("db", "0")
+    else:
+        where = f"{parsed.hostname or 'localhost'}-{parsed.port or 6379}"
+        database = parsed.path.strip("/") or query.get("db", "0")
+    name = f"{parsed.scheme}-{where}-db{database}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import redis
+
 from pipeline.clip_messages import (
     clip_message,
     ended_message,
@@ -40,6 +42,7 @@ from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_rel
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
+from pipeline.track_ledger import read_track_ledger
 from pipeline.visualize import AnnotatedVideoWriter
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,13 @@ class RunResult:
     sources: dict[int, SourceState] = field(default_factory=dict)
     source_errors: dict[int, str] = field(default_factory=dict)
     events_unsent: int = 0
+    events_published: int = 0
+    """Events that reached Redis, those replayed from the spool included."""
+    events_replayed: int = 0
+    gallery_read: bool = True
+    """False when Redis never answered, so nothing was matched (``pipeline/identity_store``)."""
+    stopped: bool = False
+    """Stopped by :meth:`Pipeline.stop` (a signal), not by the cameras or the time limit."""
     mtmc_lines: int | None = None
 
 
@@ -122,6 +132,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.started_at = time.monotonic()
+        self.gallery_read = True
 
     def stop(self) -> None:
         """Ask the loop to end after the current tick (safe from a signal handler)."""
@@ -208,13 +219,15 @@ class Pipeline:
                 "started_unix": f"{time.time():.3f}",
             }
         )
-        self._restore_gallery()
-        for source in self.sources:
-            source.start()
+        self.started_at = time.monotonic()  # the time limit covers waiting for Redis too
+        self.gallery_read = self._restore_gallery()
+        if self.gallery_read:
+            self._continue_tracks()
+            for source in self.sources:
+                source.start()
         gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
-        self.started_at = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while self.gallery_read and not self._stop.is_set():
                 if self._out_of_time():
                     logger.info("max_seconds reached; stopping")
                     break
@@ -225,6 +238,13 @@ class Pipeline:
                 if not frames:
                     if self._reload.is_set() and not self._stop.is_set():
                         continue
+                    if gatherer.finished:
+                        logger.info(
+                            "every camera has ended or failed (%s); stopping",
+                            _describe_states(self.sources),
+                        )
+                    elif self._out_of_time():
+                        logger.info("max_seconds reached; stopping")
                     break
                 self._handle_reconnects()
                 self._tick(self.detector_stage(frames))
@@ -248,11 +268,50 @@ class Pipeline:
         self.continuity.refresh()
 
     def _interrupted(self) -> bool:
-        return self._stop.is_set() or self._reload.is_set()
+        """Stop waiting for frames: a stop or reload request, or the time limit passed (which
+        must hold whatever the cameras do)."""
+        return self._stop.is_set() or self._reload.is_set() or self._out_of_time()
 
-    def _restore_gallery(self) -> None:
-        if self.edge_name is None:
-            restore_gallery(self.redis_url, self.config.redis, self.matcher)
+    def _restore_gallery(self) -> bool:
+        """Read the stored gallery, waiting for Redis (until stopped or out of time); False
+        when it never answered. Edges match nothing and need no gallery."""
+        if self.edge_name is not None:
+            return True
+
+        def should_stop() -> bool:
+            return self._stop.is_set() or self._out_of_time()
+
+        return restore_gallery(self.redis_url, self.config.redis, self.matcher, should_stop)
+
+    def _continue_tracks(self) -> None:
+        """Continue each camera's track ids after those of earlier runs, and end the tracks a
+        killed run left open (``pipeline/track_ledger.py``). An earlier run's spool is replayed
+        first, so its tracks count."""
+        if self.edge_name is not None:
+            return
+        self.publisher.flush(timeout_seconds=10.0)
+        camera_ids = [camera.id for camera in self.config.cameras]
+        try:
+            highest, left_open = read_track_ledger(
+                self.redis_url, self.config.redis.key_prefix, camera_ids
+            )
+        except redis.RedisError as error:
+            logger.warning(
+                "could not read the track ids of earlier runs (%s); track ids restart at 0",
+                error.__class__.__name__,
+            )
+            return
+        for camera_id, track_id in highest.items():
+            self._highest_track_id[camera_id] = track_id
+            if camera_id in self.trackers:
+                self.trackers[camera_id] = ContinuingTracker(self.trackers[camera_id], track_id + 1)
+        if left_open:
+            logger.info(
+                "%d tracks of an earlier run were never ended (killed?); publishing their "
+                "track_ended",
+                len(left_open),
+            )
+            self._publish(left_open)
 
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()
@@ -401,8 +460,17 @@ class Pipeline:
             },
             source_errors={s.camera.id: s.error for s in self.sources if s.error},
             events_unsent=self.publisher.buffered_events,
+            events_published=self.publisher.counters.events_published,
+            events_replayed=self.publisher.counters.events_replayed,
+            gallery_read=self.gallery_read,
+            stopped=self._stop.is_set(),
             mtmc_lines=mtmc_lines,
         )
+
+
+def _describe_states(sources: Iterable[CameraSource]) -> str:
+    """``camera 0 ended, camera 1 failed`` for the line that ends a run."""
+    return ", ".join(f"camera {source.camera.id} {source.state.value}" for source in sources)
 
 
 def _frame_keys(frames: Iterable[Frame]) -> list[tuple[int, int]]:
