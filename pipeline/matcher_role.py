@@ -133,9 +133,7 @@ class DistributedMatcher:
             return False
         self._leading = True
         logger.info("matcher %s is the leader", self.consumer)
-        restore_gallery(
-            self.redis_url, self.config.redis, self.identity.matcher, self._stop.is_set
-        )
+        restore_gallery(self.redis_url, self.config.redis, self.identity.matcher, self._stop.is_set)
         self._claim_pending()
         return True
 
