@@ -16,6 +16,7 @@ camera (its end time comes later than its last clip); the matcher then splits th
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
 from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
 
+MATCH_LATENCY_SAMPLES = 10_000
+"""Match times kept for percentiles (the newest ones)."""
+
 
 class IdentityService:
     """``started(tracks)``, ``ended(tracks, keys_with_final_clip)``, ``embedded(clips)``."""
@@ -31,7 +35,10 @@ class IdentityService:
     def __init__(self, config: MatchingConfig) -> None:
         self.matcher = IdentityMatcher(config)
         self._ending: dict[TrackKey, Event] = {}
-        self.match_latency_ms: list[float] = []
+        self.match_latency_ms: deque[float] = deque(maxlen=MATCH_LATENCY_SAMPLES)
+        """The latest batches' match times (bounded: a 24/7 matcher must not grow)."""
+        self.match_seconds_total = 0.0
+        """Time spent matching since the service started, all batches."""
 
     def started(self, tracks: list[TrackEvent]) -> list[Event]:
         return [self._track_event(EventType.TRACK_STARTED, track) for track in tracks]
@@ -68,7 +75,9 @@ class IdentityService:
             event.global_id = self.matcher.global_id_of(event.camera_id, event.track_id)
             result.events.append(event)
         if embedded:
-            self.match_latency_ms.append((time.monotonic() - started) * 1000.0)
+            elapsed = time.monotonic() - started
+            self.match_latency_ms.append(elapsed * 1000.0)
+            self.match_seconds_total += elapsed
         return result
 
     def pending_ends(self) -> list[Event]:

@@ -302,3 +302,14 @@ def test_reset_forgets_everything():
     gallery.update([embedded(0, 1, axis(0), 0, 1)])
     assert gallery.global_id_of(0, 1) == 1
     assert IdentityMatcher(gallery.config).update([]).events == []
+
+
+def test_identity_service_match_times_stay_bounded(monkeypatch):
+    import pipeline.identity_service as identity_service
+
+    monkeypatch.setattr(identity_service, "MATCH_LATENCY_SAMPLES", 5)
+    service = identity_service.IdentityService(MatchingConfig())
+    for index in range(12):
+        service.embedded([embedded(0, index, axis(index % DIMENSION), index, index + 0.5)])
+    assert len(service.match_latency_ms) == 5  # the newest five batches
+    assert service.match_seconds_total >= sum(service.match_latency_ms) / 1000.0 > 0
