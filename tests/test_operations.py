@@ -441,3 +441,33 @@ def test_global_identities_survive_a_camera_reconnect(
     assert assigned_after, f"no identity assigned after the reconnect: {stderr[-2000:]}"
     assert len(kept) > len(assigned_after) / 2, (sorted(before), assigned_after)
     assert "new tracks continue identities of tracks that ended" in stderr
+
+
+def test_time_limit_holds_when_no_camera_delivers(tmp_path: Path, redis_server: EmbeddedRedis):
+    """An RTSP camera that never answers: --max-seconds still ends the run, with exit 3 (no
+    camera worked) instead of waiting forever (issue 15 items 2 and 7)."""
+    camera = {"id": 0, "uri": f"rtsp://127.0.0.1:{free_port()}/never"}
+    process = start_crosscam(
+        write_config(tmp_path, [camera], max_seconds=4), redis_server.url, free_port()
+    )
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr[-2000:]
+
+
+def test_every_camera_failing_is_a_failed_run(tmp_path: Path, redis_server: EmbeddedRedis):
+    """A truncated video file: the run ends with one line on the camera and exit 3."""
+    broken = tmp_path / "truncated.mp4"
+    broken.write_bytes((ASSETS / "videos" / "epfl_terrace1-c0.mp4").read_bytes()[:2000])
+    camera = {"id": 0, "uri": str(broken)}
+    process = start_crosscam(write_config(tmp_path, [camera]), redis_server.url, free_port())
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr[-2000:]
+    assert "Traceback" not in stderr
