@@ -66,7 +66,7 @@ gpu-bench: $(BENCH_STAMP)
 MINED := runs/mined/bundled/index.json
 $(MINED): $(STAMP)
 	rm -rf runs/mined/bundled
-	YOLO_OFFLINE=1 $(BIN)/python -m reid_models.mine --streams configs/train/mine_bundled.yaml \
+	YOLO_OFFLINE=1 $(BIN)/python -m training.mine --streams configs/train/mine_bundled.yaml \
 		--out runs/mined/bundled --gt benchmarks/ground_truth/terrace1.json
 
 reid-results: $(MINED)

@@ -38,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy_metrics import pair_scores, tracking_metrics
-from benchmarks.ground_truth import (
+from pipeline.config import ConfigError, CrosscamConfig, load_config
+from pipeline.records import Frame, FrameDetections
+from tools.ground_truth import (
     GroundTruth,
     GroundTruthError,
     PredictedBox,
@@ -47,8 +49,6 @@ from benchmarks.ground_truth import (
     match_boxes,
     person_of_identity,
 )
-from pipeline.config import ConfigError, CrosscamConfig, load_config
-from pipeline.records import Frame, FrameDetections
 
 logger = logging.getLogger("benchmarks.accuracy")
 

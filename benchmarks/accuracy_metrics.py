@@ -28,7 +28,7 @@ from trackers.eval import (
     compute_identity_metrics,
 )
 
-from benchmarks.ground_truth import MIN_MATCH_IOU, BoxMatch, GroundTruthBox, PredictedBox
+from tools.ground_truth import MIN_MATCH_IOU, BoxMatch, GroundTruthBox, PredictedBox
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,7 @@ def run_glue_baseline(
 def accuracy(config: CrosscamConfig, gt_path: Path, mtmc_path: Path, processed: list) -> dict:
     """IDF1 (per camera and over all cameras) and cross-camera pair F1 of one MTMC file."""
     from benchmarks.accuracy import RunOutput, score
-    from benchmarks.ground_truth import load_ground_truth
+    from tools.ground_truth import load_ground_truth
 
     frames = {(int(c), int(f)) for c, f in processed}
     metrics = score(config, load_ground_truth(gt_path), RunOutput(mtmc_path, frames))

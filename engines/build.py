@@ -4,7 +4,8 @@
 
 Steps, each checked: build the encoder (``reid_models.factory``), export it to ONNX with a
 parity check (``engines.export_onnx``), build the engine (``engines.tensorrt_build``; INT8
-calibrates on clips mined from the bundled videos unless ``--calibration-clips`` is given).
+calibrates on the ``--calibration-clips`` file, made with ``python -m tools.calibration_clips``
+from the site's footage, and stops with a one-line error without it).
 Everything goes to the cache folder (``--cache-dir``, default ``~/.cache/crosscam``); the
 engine path is printed last. Without TensorRT the command stops with a one-line error before
 exporting (``--onnx-only`` still exports).
@@ -44,7 +45,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--calibration-clips",
         type=Path,
         default=None,
-        help="INT8: .npz/.npy clips (default: mined from assets/videos, cached)",
+        help="INT8 (required): .npz/.npy clips, e.g. from python -m tools.calibration_clips",
     )
     parser.add_argument("--calibration-batches", type=int, default=32)
     parser.add_argument("--recalibrate", action="store_true", help="ignore the INT8 cache")
@@ -67,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorrt,
     )
 
+    if arguments.precision == "int8" and arguments.calibration_clips is None:
+        from engines.calibration import MISSING_CLIPS_MESSAGE
+
+        sys.stderr.write(f"engines.build: {MISSING_CLIPS_MESSAGE}\n")
+        return EXIT_BUILD_FAILED
     if not arguments.onnx_only:
         try:
             import_tensorrt()
@@ -106,12 +112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.precision == "int8":
         from engines.calibration import calibration_batches_for
 
-        batches = calibration_batches_for(
-            read_onnx_metadata(onnx_path),
-            profile.opt_batch,
-            arguments.calibration_clips,
-            cache_dir=arguments.cache_dir,
-        )
+        try:
+            batches = calibration_batches_for(
+                read_onnx_metadata(onnx_path), profile.opt_batch, arguments.calibration_clips
+            )
+        except (ValueError, FileNotFoundError) as error:
+            sys.stderr.write(f"engines.build: {error}\n")
+            return EXIT_BUILD_FAILED
     try:
         files = build_engine(
             onnx_path,

@@ -1,42 +1,37 @@
-"""Real clips for INT8 calibration: mined from videos by the pipeline's own stages, or read back.
+"""Real clips for INT8 calibration, read from a clips file and cut into calibrator batches.
 
-:func:`mine_clips` runs the detector, the per-camera tracker and the clip buffer
-(``pipeline.detect``, ``pipeline.track``, ``pipeline.clips``) over video files, so calibration
-sees the crops the encoder sees in production (same resize, same sampling policy). Mined clips
-are saved as uint8 BGR crops ``(N, T, H, W, 3)`` in an ``.npz`` (key ``crops``);
-:func:`load_clips` turns them (or float clips, key ``clips``) into the encoder input contract.
-By default the bundled ``assets/videos`` are mined once and the result kept in the cache.
+Clips are uint8 BGR crops ``(N, T, H, W, 3)`` in an ``.npz`` (key ``crops``, as
+:func:`save_crops` writes) or float clips (key ``clips``); :func:`load_clips` turns them into
+the encoder input contract. Calibration needs clips of the site the engine will serve: make
+them from its footage with ``python -m tools.calibration_clips`` (the pipeline's own detector,
+tracker and clip buffer, so calibration sees the crops the encoder sees in production). There
+is no default: an INT8 build without clips is an error (:data:`MISSING_CLIPS_MESSAGE`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from engines.cache import default_cache_dir
 from engines.export_onnx import ExportedEncoderMetadata
+from reid_models.clip_input import crops_to_clips
 
 logger = logging.getLogger(__name__)
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_VIDEOS = (
-    REPOSITORY_ROOT / "assets" / "videos" / "epfl_terrace1-c0.mp4",
-    REPOSITORY_ROOT / "assets" / "videos" / "epfl_terrace1-c1.mp4",
-    REPOSITORY_ROOT / "assets" / "videos" / "vtest.avi",
+MISSING_CLIPS_MESSAGE = (
+    "INT8 calibration needs clips from your cameras: make them with "
+    "'python -m tools.calibration_clips --out clips.npz VIDEO...', then pass "
+    "--calibration-clips clips.npz (python -m engines.build) or the encoder option "
+    "calibration_clips: clips.npz"
 )
-BUNDLED_DETECTOR = REPOSITORY_ROOT / "assets" / "weights" / "yolov8_person_hfd.pt"
 
 
-def crops_to_clips(crops: np.ndarray) -> np.ndarray:
-    """uint8 BGR crops ``(N, T, H, W, 3)`` -> float32 ``(N, T, 3, H, W)`` RGB in ``[0, 1]``
-    (the transform of ``pipeline.encode.clips_to_batch``)."""
-    rgb = crops[..., ::-1].transpose(0, 1, 4, 2, 3)
-    return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(255.0)
+class MissingCalibrationClipsError(ValueError):
+    """An INT8 build was asked for without a calibration clips file."""
 
 
 def save_crops(path: Path, crops: np.ndarray) -> None:
@@ -80,107 +75,31 @@ def calibration_batches(clips: np.ndarray, batch_size: int) -> Iterator[np.ndarr
         yield clips[rows]
 
 
-def mine_clips(
-    videos: Sequence[Path],
-    clip_length: int,
-    crop_size: tuple[int, int],
-    *,
-    max_clips: int = 256,
-    max_frames_per_video: int = 1500,
-    frame_step: int = 2,
-    detector_weights: Path = BUNDLED_DETECTOR,
-) -> np.ndarray:
-    """Detect, track and buffer persons in ``videos``; return up to ``max_clips`` clips.
-
-    Args:
-        videos: video files, each read from its first frame.
-        clip_length: ``T`` of each clip.
-        crop_size: ``(H, W)`` of each crop.
-        max_frames_per_video: frames read per video at most (``frame_step`` apart).
-
-    Returns:
-        uint8 BGR crops ``(N, T, H, W, 3)``.
-    """
-    import cv2
-
-    from pipeline.clips import ClipBuffer
-    from pipeline.config import ClipsConfig, DetectorConfig, TrackerConfig
-    from pipeline.detect import PersonDetector
-    from pipeline.records import Frame
-    from pipeline.track import CameraTracker
-
-    detector = PersonDetector(DetectorConfig(weights=detector_weights))
-    clips_config = ClipsConfig(
-        clip_length=clip_length,
-        crop_height=crop_size[0],
-        crop_width=crop_size[1],
-        refresh_seconds=1.0,
-    )
-    mined: list[np.ndarray] = []
-    for camera_id, video in enumerate(videos):
-        capture = cv2.VideoCapture(str(video))
-        frame_rate = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
-        tracker = CameraTracker(TrackerConfig(), frame_rate / frame_step)
-        buffer = ClipBuffer(clips_config, camera_id)
-        try:
-            for frame_index in range(max_frames_per_video):
-                ok, image = capture.read()
-                if not ok or len(mined) >= max_clips:
-                    break
-                if frame_index % frame_step:
-                    continue
-                frame = Frame(camera_id, frame_index, frame_index / frame_rate, image, 0.0)
-                tracked = tracker.update(detector.detect([frame])[0])
-                for clip in buffer.update(tracked).clips:
-                    if len(clip.crops) == clip_length:
-                        mined.append(clip.crops)
-        finally:
-            capture.release()
-        logger.info("mined %d clips so far (after %s)", len(mined), Path(video).name)
-    if not mined:
-        raise RuntimeError(f"no clips found in {[str(v) for v in videos]}")
-    return np.stack(mined[:max_clips])
-
-
 def calibration_batches_for(
-    metadata: ExportedEncoderMetadata,
-    batch_size: int,
-    clips_path: Path | None = None,
-    *,
-    cache_dir: Path | str | None = None,
-    max_clips: int = 256,
+    metadata: ExportedEncoderMetadata, batch_size: int, clips_path: Path | None
 ) -> Iterator[np.ndarray]:
-    """Calibration batches for an exported encoder: clips from ``clips_path``, or clips mined
-    from the bundled videos (mined once, then kept in the cache).
+    """Calibration batches for an exported encoder from the clips file ``clips_path``.
 
-    A generator: nothing is read or mined until the first batch is asked for, so a build that
-    finds a calibration cache never mines.
+    Checked at once: ``clips_path`` must be given (else :class:`MissingCalibrationClipsError`,
+    whose message says how to make and pass clips) and exist. The clips are read lazily, when
+    the first batch is asked for, so a build that finds a calibration cache never reads them.
 
     Raises:
-        ValueError: the clips' ``(T, H, W)`` differ from the encoder's.
+        MissingCalibrationClipsError: ``clips_path`` is ``None``.
+        FileNotFoundError: ``clips_path`` does not exist.
+        ValueError: (on the first batch) the clips' ``(T, H, W)`` differ from the encoder's.
     """
     if clips_path is None:
-        cache_root = default_cache_dir() if cache_dir is None else Path(cache_dir)
-        videos_key = hashlib.sha256(
-            "|".join(f"{v.name}:{v.stat().st_size}" for v in BUNDLED_VIDEOS).encode()
-        ).hexdigest()[:12]
-        clips_path = (
-            cache_root
-            / "calibration"
-            / (
-                f"mined-T{metadata.clip_length}-{metadata.input_height}x{metadata.input_width}"
-                f"-{max_clips}-{videos_key}.npz"
-            )
-        )
-        if not clips_path.exists():
-            logger.info("mining calibration clips from %d bundled videos", len(BUNDLED_VIDEOS))
-            crops = mine_clips(
-                BUNDLED_VIDEOS,
-                metadata.clip_length,
-                (metadata.input_height, metadata.input_width),
-                max_clips=max_clips,
-            )
-            save_crops(clips_path, crops)
+        raise MissingCalibrationClipsError(MISSING_CLIPS_MESSAGE)
+    clips_path = Path(clips_path)
+    if not clips_path.is_file():
+        raise FileNotFoundError(f"calibration clips not found: {clips_path}")
+    return _batches_from_file(metadata, batch_size, clips_path)
+
+
+def _batches_from_file(
+    metadata: ExportedEncoderMetadata, batch_size: int, clips_path: Path
+) -> Iterator[np.ndarray]:
     clips = load_clips(clips_path)
     expected = (metadata.clip_length, 3, metadata.input_height, metadata.input_width)
     if tuple(clips.shape[1:]) != expected:

@@ -8,8 +8,9 @@ optimization profile. Batches outside the profile's batch range are split or zer
 ``EngineSpec.weights`` may be a ``.engine``/``.plan`` file (with its JSON sidecar), an
 ``.onnx`` file (built first, see ``engines.tensorrt_build``) or anything ``build_encoder``
 takes (exported to ONNX, then built). Options: ``precision`` (default ``fp16``),
-``min_batch``/``opt_batch``/``max_batch`` (1/16/64), ``calibration_clips`` (a clips file for
-INT8), ``batch_buckets``, and the export options of ``engines.export_onnx.onnx_path_for_spec``.
+``min_batch``/``opt_batch``/``max_batch`` (1/16/64), ``calibration_clips`` (a clips file,
+required for INT8: ``engines.calibration``), ``batch_buckets``, and the export options of
+``engines.export_onnx.onnx_path_for_spec``.
 """
 
 from __future__ import annotations
@@ -224,7 +225,6 @@ def _build_for_spec(spec: EngineSpec) -> Any:
             read_onnx_metadata(onnx_path),
             profile.opt_batch,
             None if clips_path is None else Path(clips_path),
-            cache_dir=options.get("cache_dir"),
         )
     cache_dir = options.get("cache_dir")
     return build_engine(

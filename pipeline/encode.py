@@ -32,6 +32,7 @@ from engines.base import Engine, EngineSpec, load_engine
 from pipeline.clips import Clip
 from pipeline.config import EncoderConfig
 from pipeline.matching import EmbeddedClip
+from reid_models.clip_input import crops_to_clips
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ def clips_to_batch(clips: list[Clip]) -> np.ndarray:
     Returns:
         float32 ``(batch, T, 3, H, W)``, RGB, values in ``[0, 1]``.
     """
-    crops = np.stack([clip.crops for clip in clips])  # (B, T, H, W, 3) uint8 BGR
-    rgb = crops[..., ::-1].transpose(0, 1, 4, 2, 3)
-    return np.ascontiguousarray(rgb, dtype=np.float32) / np.float32(255.0)
+    return crops_to_clips(np.stack([clip.crops for clip in clips]))  # (B, T, H, W, 3) BGR
 
 
 class BatchingEncoder:

@@ -1,4 +1,4 @@
-"""The tracklet dataset written by ``python -m reid_models.mine``: records, rules, index file.
+"""The tracklet dataset written by ``python -m training.mine``: records, rules, index file.
 
 A mined tracklet is one stretch of one camera track (long tracks are cut into segments). Its
 pseudo-label is the track: every segment of camera ``c`` track ``t`` has identity ``"c<c>t<t>"``
@@ -169,9 +169,7 @@ def read_index(path: Path) -> MinedIndex:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(
-            f"tracklet index not found: {path} (make it with python -m reid_models.mine)"
-        )
+        raise ValueError(f"tracklet index not found: {path} (make it with python -m training.mine)")
     try:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as error:

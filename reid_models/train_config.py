@@ -37,7 +37,7 @@ class DataConfig(StrictModel):
     """Training data.
 
     Attributes:
-        kind: ``mined`` (an index from ``python -m reid_models.mine``) or a published dataset.
+        kind: ``mined`` (an index from ``python -m training.mine``) or a published dataset.
         path: the mined ``index.json``, or the dataset's root folder.
         min_tracklets_per_identity: identities with fewer tracklets are dropped (``1`` keeps
             every track; the PK sampler then draws different clips of the same tracklet).

@@ -2,7 +2,7 @@
 
 Every person has its own shirt colour; each (camera, person) is one track of ``frames`` crops
 (uniform noise around the colour), cut into two segments; the second half in time is the
-``test`` split. Written with the real index writer, so it is what ``reid_models.mine`` makes.
+``test`` split. Written with the real index writer, so it is what ``training.mine`` makes.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from benchmarks.accuracy import (
     write_index,
 )
 from benchmarks.accuracy_metrics import PairScores, pair_scores, tracking_metrics
-from benchmarks.ground_truth import BoxMatch, GroundTruth, GroundTruthBox, PredictedBox
 from pipeline.config import CameraConfig, CrosscamConfig
 from tests.conftest import ASSETS, REPOSITORY_ROOT
+from tools.ground_truth import BoxMatch, GroundTruth, GroundTruthBox, PredictedBox
 
 
 def _match(camera: int, person: str, identity: int, frame: int = 0) -> BoxMatch:

@@ -1,21 +1,23 @@
-"""Calibration clips (files, batching, mining from real video) and the detector's exports."""
+"""Calibration clips (files, batching, none is an error, mining from real video) and the
+detector's exports."""
 
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 
+from engines import build as engine_build
 from engines import detector_export
 from engines.calibration import (
-    BUNDLED_DETECTOR,
-    BUNDLED_VIDEOS,
+    MissingCalibrationClipsError,
     calibration_batches,
-    crops_to_clips,
+    calibration_batches_for,
     load_clips,
-    mine_clips,
     save_crops,
 )
 from engines.detector_export import (
@@ -23,8 +25,13 @@ from engines.detector_export import (
     detector_export_path,
     export_detector,
 )
+from engines.export_onnx import ExportedEncoderMetadata
 from pipeline.config import DetectorConfig
+from reid_models.clip_input import crops_to_clips
 from tests.conftest import ASSETS
+from tools.calibration_clips import mine_clips
+
+BUNDLED_DETECTOR = DetectorConfig().weights
 
 
 def test_crops_become_the_encoder_contract(tmp_path: Path) -> None:
@@ -48,9 +55,31 @@ def test_calibration_batches_are_full_and_cover_every_clip() -> None:
     assert [float(v) for b in batches for v in b.ravel()] == [0, 1, 2, 3, 4, 0]
 
 
+def test_int8_without_clips_is_an_error_saying_how_to_make_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = cast(
+        ExportedEncoderMetadata,
+        types.SimpleNamespace(clip_length=4, input_height=8, input_width=4),
+    )
+    with pytest.raises(MissingCalibrationClipsError, match=r"python -m tools\.calibration_clips"):
+        calibration_batches_for(metadata, 2, None)
+    with pytest.raises(FileNotFoundError, match=r"missing\.npz"):
+        calibration_batches_for(metadata, 2, tmp_path / "missing.npz")
+    crops = np.zeros((3, 4, 8, 4, 3), dtype=np.uint8)
+    save_crops(tmp_path / "clips.npz", crops)
+    batches = list(calibration_batches_for(metadata, 2, tmp_path / "clips.npz"))
+    assert [batch.shape for batch in batches] == [(2, 4, 3, 8, 4)] * 2
+    # the command stops before exporting anything, with the same one line
+    assert engine_build.main(["--model", "tp", "--precision", "int8"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--calibration-clips" in error
+
+
 @pytest.mark.slow
 def test_mining_finds_real_person_clips() -> None:
-    crops = mine_clips(BUNDLED_VIDEOS[2:], 4, (256, 128), max_clips=4, max_frames_per_video=200)
+    video = ASSETS / "videos" / "vtest.avi"
+    crops = mine_clips([video], 4, (256, 128), max_clips=4, max_frames_per_video=200)
     assert crops.shape[1:] == (4, 256, 128, 3) and crops.dtype == np.uint8 and len(crops) >= 1
     assert crops.std() > 10  # real image content, not padding
 
@@ -79,7 +108,7 @@ def test_detector_tensorrt_without_tensorrt_says_so(
 def test_detector_backend_defaults_to_auto() -> None:
     assert DetectorConfig().backend == "auto"
     with pytest.raises(ValueError):
-        DetectorConfig(backend="openvino")  # type: ignore[arg-type]
+        DetectorConfig(backend="openvino")
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.ground_truth import (
+from tests.conftest import REPOSITORY_ROOT
+from tools.ground_truth import (
     BoxMatch,
     GroundTruth,
     GroundTruthBox,
@@ -25,8 +26,7 @@ from benchmarks.ground_truth import (
     parse_sampling,
     person_of_identity,
 )
-from benchmarks.propose_ground_truth import build, load_proposals
-from tests.conftest import REPOSITORY_ROOT
+from tools.propose_ground_truth import build, load_proposals
 
 GROUND_TRUTH_DIRECTORY = REPOSITORY_ROOT / "benchmarks" / "ground_truth"
 TERRACE1 = GROUND_TRUTH_DIRECTORY / "terrace1.json"

@@ -11,7 +11,6 @@ import supervision as sv
 
 from pipeline.records import Frame, FrameDetections
 from reid_models.datasets import load_tracklet_index
-from reid_models.mine import MiningRules, TrackletCollector
 from reid_models.mined_index import (
     MinedTracklet,
     mark_co_occurring,
@@ -19,6 +18,7 @@ from reid_models.mined_index import (
     split_segments,
     write_index,
 )
+from training.mine import MiningRules, TrackletCollector
 
 
 def _tracklet(camera: int, track: int, frames: list[int], segment: int = 0) -> MinedTracklet:
@@ -117,7 +117,7 @@ def test_index_round_trip_and_training_loader_holds_out_test(tmp_path: Path) -> 
 
 
 def test_read_index_names_the_problem(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"reid_models\.mine"):
+    with pytest.raises(ValueError, match=r"training\.mine"):
         read_index(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(ValueError, match="not valid JSON"):

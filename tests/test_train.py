@@ -64,7 +64,7 @@ def test_config_errors_name_the_key(tmp_path: Path, mined_index: Path) -> None:
 def test_train_cli_error_is_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = _write_config(tmp_path, tmp_path / "no-index.json")
     assert main(["--config", str(config)]) == 2
-    assert "python -m reid_models.mine" in caplog.text
+    assert "python -m training.mine" in caplog.text
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:

@@ -4,20 +4,20 @@ The ground truth is made in four steps; only step 3 needs a person::
 
     # 1. proposals: detector boxes at the sample frames, linked over time by the pipeline's
     #    own ByteTrack run on every frame (about 5 min per camera on 2 CPU cores)
-    python -m benchmarks.propose_ground_truth detect \
+    python -m tools.propose_ground_truth detect \
         --videos assets/videos/epfl_terrace1-c0.mp4 assets/videos/epfl_terrace1-c1.mp4 \
         --out benchmarks/ground_truth/terrace1_proposals.json
     # 2. pictures to look at: each sample frame of all cameras side by side with numbered
     #    boxes ("box index:track"), and one contact sheet of crops per camera track
-    python -m benchmarks.propose_ground_truth render \
+    python -m tools.propose_ground_truth render \
         --proposals benchmarks/ground_truth/terrace1_proposals.json --out runs/ground_truth/terrace1
     # 3. by hand: write the decisions into a labels file (format below) while viewing the PNGs
     # 4. build the ground truth, then render it per person to check it by eye again
-    python -m benchmarks.propose_ground_truth build \
+    python -m tools.propose_ground_truth build \
         --proposals benchmarks/ground_truth/terrace1_proposals.json \
         --labels benchmarks/ground_truth/terrace1_labels.json \
         --out benchmarks/ground_truth/terrace1.json
-    python -m benchmarks.propose_ground_truth review \
+    python -m tools.propose_ground_truth review \
         --gt benchmarks/ground_truth/terrace1.json --out runs/ground_truth/terrace1/review
 
 Proposal boxes are named ``c<camera>f<frame>b<index>`` (index in that frame, by confidence) and
@@ -58,7 +58,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from benchmarks.ground_truth import dump_ground_truth
+from tools.ground_truth import dump_ground_truth
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -371,7 +371,7 @@ def build(
     Boxes with no decision are returned as ``undecided``; two boxes of one person in one
     camera and frame as ``duplicates``.
     """
-    from benchmarks.ground_truth import (
+    from tools.ground_truth import (
         GroundTruth,
         GroundTruthBox,
         consistency_problems,
@@ -435,7 +435,7 @@ def review(gt_path: Path, out: Path, frames_per_page: int = 2) -> None:
     The person sheets put every box of one person (both cameras, in time order) side by
     side: a crop that does not look like its neighbours is a labelling mistake.
     """
-    from benchmarks.ground_truth import load_ground_truth
+    from tools.ground_truth import load_ground_truth
 
     ground_truth = load_ground_truth(gt_path)
     videos = [resolve_video(video) for video in ground_truth.videos]
@@ -487,7 +487,7 @@ def review(gt_path: Path, out: Path, frames_per_page: int = 2) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.propose_ground_truth", description=__doc__.split("\n")[0]
+        prog="python -m tools.propose_ground_truth", description=__doc__.split("\n")[0]
     )
     commands = parser.add_subparsers(dest="command", required=True)
     detect_parser = commands.add_parser("detect", help="proposal boxes with track ids")

@@ -1,6 +1,6 @@
 """Mine a tracklet dataset from video with the pipeline's own detector and tracker.
 
-    python -m reid_models.mine --streams configs/train/mine_bundled.yaml --out runs/mined/bundled \
+    python -m training.mine --streams configs/train/mine_bundled.yaml --out runs/mined/bundled \
         [--gt benchmarks/ground_truth/terrace1.json] [--set cameras.0.fps_cap=5]
 
 This is crosscam's label-free training data ("self-train on your site"): the cameras of a
@@ -20,7 +20,7 @@ At the end tracks are turned into tracklets (``reid_models.mined_index``):
   the boundary are cut there), never trained on;
 - tracklets of different tracks sharing a frame are recorded as certain negatives;
 - with ``--gt``, each tracklet gets the person label its boxes overlap most (IoU >= 0.5 at the
-  GT sample frames, ``benchmarks.ground_truth``), for evaluation only.
+  GT sample frames, ``tools.ground_truth``), for evaluation only.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from reid_models.mined_index import (
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-logger = logging.getLogger("reid_models.mine")
+logger = logging.getLogger("training.mine")
 
 JPEG_QUALITY = 92
 
@@ -183,7 +183,7 @@ def label_with_ground_truth(
 ) -> None:
     """Set ``person``/``person_share`` from a ground-truth file by box overlap."""
     from benchmarks.accuracy import camera_mapping
-    from benchmarks.ground_truth import PredictedBox, load_ground_truth, match_boxes
+    from tools.ground_truth import PredictedBox, load_ground_truth, match_boxes
 
     ground_truth = load_ground_truth(gt_path)
     gt_camera = camera_mapping(config, ground_truth)
@@ -276,7 +276,7 @@ def summary_lines(tracklets: Sequence[MinedTracklet]) -> list[str]:
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     defaults = MiningRules()
     parser = argparse.ArgumentParser(
-        prog="python -m reid_models.mine", description=__doc__.split("\n\n")[1]
+        prog="python -m training.mine", description=__doc__.split("\n\n")[1]
     )
     parser.add_argument("--streams", type=Path, required=True, help="streams YAML (cameras)")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to write")
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.segment_seconds,
         arguments.test_fraction,
     )
-    command = ["python", "-m", "reid_models.mine", *(argv or sys.argv[1:])]
+    command = ["python", "-m", "training.mine", *(argv or sys.argv[1:])]
     tracklets = mine(config, arguments.out, rules, arguments.gt, {"command": " ".join(command)})
     for line in summary_lines(tracklets):
         logger.info("%s", line)
