@@ -443,6 +443,16 @@ def test_global_identities_survive_a_camera_reconnect(
     assert "new tracks continue identities of tracks that ended" in stderr
 
 
+def run_to_exit(process: subprocess.Popen[str], timeout_seconds: float) -> str:
+    """Wait for crosscam to exit on its own (killed after the timeout); returns its stderr."""
+    try:
+        _, stderr = process.communicate(timeout=timeout_seconds)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return stderr
+
+
 def test_time_limit_holds_when_no_camera_delivers(tmp_path: Path, redis_server: EmbeddedRedis):
     """An RTSP camera that never answers: --max-seconds still ends the run, with exit 3 (no
     camera worked) instead of waiting forever (issue 15 items 2 and 7)."""
@@ -450,11 +460,7 @@ def test_time_limit_holds_when_no_camera_delivers(tmp_path: Path, redis_server: 
     process = start_crosscam(
         write_config(tmp_path, [camera], max_seconds=4), redis_server.url, free_port()
     )
-    try:
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stderr = run_to_exit(process, timeout_seconds=120)
     assert process.returncode == 3, stderr[-2000:]
 
 
@@ -464,10 +470,6 @@ def test_every_camera_failing_is_a_failed_run(tmp_path: Path, redis_server: Embe
     broken.write_bytes((ASSETS / "videos" / "epfl_terrace1-c0.mp4").read_bytes()[:2000])
     camera = {"id": 0, "uri": str(broken)}
     process = start_crosscam(write_config(tmp_path, [camera]), redis_server.url, free_port())
-    try:
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    stderr = run_to_exit(process, timeout_seconds=120)
     assert process.returncode == 3, stderr[-2000:]
     assert "Traceback" not in stderr
