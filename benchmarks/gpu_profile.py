@@ -45,6 +45,7 @@ from benchmarks.pipeline import (
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from engines.cache import default_cache_dir, file_sha256
 from pipeline.config import CameraConfig, ConfigError, CrosscamConfig, ReplayMode, load_config
+from pipeline.frame_rate import frame_rate_or_default
 
 logger = logging.getLogger("benchmarks.gpu_profile")
 
@@ -136,7 +137,7 @@ def convert_video(
     capture = cv2.VideoCapture(str(source))
     if not capture.isOpened():
         raise ValueError(f"cannot open video file {source}: not a readable video")
-    source_fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    source_fps = frame_rate_or_default(capture.get(cv2.CAP_PROP_FPS))
     capture.set(cv2.CAP_PROP_POS_FRAMES, round(start_seconds * source_fps))
     size = (video_format.width, video_format.height)
     target.parent.mkdir(parents=True, exist_ok=True)

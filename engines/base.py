@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class Engine(Protocol):
         """Run one batch; returns a NumPy array whose first axis matches ``batch``."""
         ...
 
+
+BackendName = Literal["torch", "onnxruntime", "tensorrt", "auto"]
+"""The backends a config may name (``encoder.backend``); each is a key of :data:`BACKENDS`."""
 
 BACKENDS: dict[str, str] = {
     "torch": "engines.torch_backend:TorchEngine",

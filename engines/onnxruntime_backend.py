@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from engines.base import EngineSpec
+from engines.batch_check import check_clip_batch
 from engines.buckets import BatchBuckets, run_in_buckets
 from engines.devices import cuda_device_index
 from engines.export_onnx import ExportedEncoderMetadata, metadata_from_props
@@ -44,28 +45,6 @@ def available_providers() -> list[str]:
     except ImportError:
         return []
     return list(onnxruntime.get_available_providers())
-
-
-def check_clip_batch(batch: np.ndarray, metadata: ExportedEncoderMetadata) -> np.ndarray:
-    """``batch`` as contiguous float32, after checking it against the model's input contract.
-
-    Raises:
-        ValueError: not ``(batch, T, 3, H, W)`` with the model's ``H x W`` (and ``T`` when the
-            graph has a fixed clip length), or an empty batch.
-    """
-    array = np.ascontiguousarray(batch, dtype=np.float32)
-    expected_tail = (3, metadata.input_height, metadata.input_width)
-    if array.ndim != 5 or tuple(array.shape[2:]) != expected_tail or array.shape[0] == 0:
-        raise ValueError(
-            f"expected clips (batch>=1, T, {', '.join(map(str, expected_tail))}), "
-            f"got {tuple(array.shape)}"
-        )
-    if not metadata.dynamic_clip_length and array.shape[1] != metadata.clip_length:
-        raise ValueError(
-            f"this {metadata.architecture} graph takes T={metadata.clip_length} frames, "
-            f"got T={array.shape[1]}"
-        )
-    return array
 
 
 class OnnxRuntimeEngine:

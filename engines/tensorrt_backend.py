@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from engines.base import EngineSpec
+from engines.batch_check import check_clip_batch
 from engines.buckets import BatchBuckets, run_in_buckets
 from engines.devices import cuda_device_index
 from engines.export_onnx import ExportedEncoderMetadata
-from engines.onnxruntime_backend import check_clip_batch
 from engines.tensorrt_build import (
     BatchProfile,
     TensorRTBuildOptions,

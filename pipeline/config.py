@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from engines.base import BackendName
 from reid_models.sampling import SamplingMode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +180,7 @@ class EncoderConfig(StrictModel):
     model: str = "tp"
     weights: Path | None = None
     backbone: str = "osnet_x0_25"
-    backend: str = Field(
+    backend: BackendName = Field(
         default="auto",
         description="torch | onnxruntime | tensorrt | auto (the fastest this machine has)",
     )
@@ -197,14 +198,12 @@ class EncoderConfig(StrictModel):
             raise ValueError(f"unknown encoder; choose one of: {', '.join(encoder_names())}")
         return model
 
-    @field_validator("backend")
-    @classmethod
-    def _known_backend(cls, backend: str) -> str:
-        from engines.base import BACKENDS
 
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown engine backend; choose one of: {', '.join(BACKENDS)}")
-        return backend
+class ThresholdMode(StrEnum):
+    """How the match threshold is set: fixed, or learned from the negatives seen so far."""
+
+    FIXED = "fixed"
+    QUANTILE = "quantile"
 
 
 class TopologyMode(StrEnum):
@@ -241,8 +240,8 @@ class MatchingConfig(StrictModel):
     prototype_novelty: float = Field(
         default=0.85, ge=-1, le=1, description="a clip less similar to every prototype is new"
     )
-    threshold_mode: str = Field(
-        default="fixed", pattern="^(fixed|quantile)$", description="quantile: learn from negatives"
+    threshold_mode: ThresholdMode = Field(
+        default=ThresholdMode.FIXED, description="quantile: learn from negatives"
     )
     negative_quantile: float = Field(default=0.95, gt=0, lt=1)
     min_negatives: int = Field(default=30, ge=1, description="before the quantile is used")

@@ -31,6 +31,7 @@ from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
+from pipeline.frame_rate import frame_rate_or_default
 from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
@@ -108,7 +109,9 @@ class Pipeline:
         for camera in config.cameras:
             self._add_camera(camera)
         self.detector = PersonDetector(config.detector)
-        frame_rates = {camera.id: camera.fps_cap or 25.0 for camera in config.cameras}
+        frame_rates = {
+            camera.id: frame_rate_or_default(camera.fps_cap) for camera in config.cameras
+        }
         engine = load_encoder_engine(config.encoder)
         self.encoder = BatchingEncoder(
             engine,
@@ -151,7 +154,7 @@ class Pipeline:
         """Build the source, tracker and clip buffer of a camera (not started yet)."""
         source = CameraSource(camera)
         self.sources.append(source)
-        tracker = CameraTracker(self.config.tracker, camera.fps_cap or 25.0)
+        tracker = CameraTracker(self.config.tracker, frame_rate_or_default(camera.fps_cap))
         if camera.id in self._highest_track_id:  # restarted: never reuse one of its track ids
             self.trackers[camera.id] = ContinuingTracker(
                 tracker, self._highest_track_id[camera.id] + 1

@@ -22,6 +22,7 @@ import cv2
 
 from pipeline.config import CameraConfig, ReplayMode
 from pipeline.decoders import VideoCapture, decoder_failure, open_capture
+from pipeline.frame_rate import frame_rate_or_default
 from pipeline.records import Frame
 from pipeline.redaction import redact_url
 
@@ -138,7 +139,7 @@ class CameraSource:
                     or f"cannot open video file {camera.uri}: not a readable video"
                 )
                 return
-            fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            fps = frame_rate_or_default(capture.get(cv2.CAP_PROP_FPS))
             first_index = round(camera.start_seconds * fps)
             if first_index:
                 capture.set(cv2.CAP_PROP_POS_FRAMES, first_index)

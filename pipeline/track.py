@@ -7,6 +7,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from pipeline.config import TrackerConfig
+from pipeline.frame_rate import DEFAULT_FRAME_RATE
 from pipeline.records import FrameDetections, select
 
 TRACKERS_REFERENCE_FPS = 30.0
@@ -20,7 +21,7 @@ class CameraTracker:
     Timestamps drive the motion model, so frame-rate caps and dropped frames are handled.
     """
 
-    def __init__(self, config: TrackerConfig, frame_rate: float = 25.0) -> None:
+    def __init__(self, config: TrackerConfig, frame_rate: float = DEFAULT_FRAME_RATE) -> None:
         self.config = config
         self.frame_rate = frame_rate
         self._tracker = self._build()

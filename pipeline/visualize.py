@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from pipeline.frame_rate import DEFAULT_FRAME_RATE
 from pipeline.records import FrameDetections, select
 
 
@@ -63,7 +64,7 @@ class AnnotatedVideoWriter:
             self._writers[camera_id] = cv2.VideoWriter(
                 str(self.directory / f"camera_{camera_id}.mp4"),
                 cv2.VideoWriter.fourcc(*"mp4v"),
-                self.frame_rates.get(camera_id, 25.0),
+                self.frame_rates.get(camera_id, DEFAULT_FRAME_RATE),
                 (width, height),
             )
         return self._writers[camera_id]

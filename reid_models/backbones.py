@@ -30,7 +30,8 @@ import torch
 import torchvision
 from torch import nn
 
-from reid_models.osnet import OSNet, osnet_from_state_dict, osnet_x0_25, read_osnet_state_dict
+from reid_models.osnet import OSNet, osnet_from_state_dict, osnet_x0_25
+from reid_models.state_dicts import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -112,24 +113,6 @@ class TorchvisionBackbone(FrameBackbone):
         return self.trunk(images)
 
 
-def _strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    stripped = {}
-    for name, tensor in state_dict.items():
-        for prefix in _WRAPPER_PREFIXES:
-            name = name.removeprefix(prefix)
-        stripped[name] = tensor
-    return stripped
-
-
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    loaded = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found {type(loaded).__name__}")
-    return _strip_wrapper_prefixes(loaded)
-
-
 def _without_prefixes(
     state_dict: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]
 ) -> dict[str, torch.Tensor]:
@@ -141,7 +124,7 @@ def build_osnet_x0_25(weights: Path | None) -> OSNetBackbone:
     initialised when ``None``."""
     if weights is None:
         return OSNetBackbone(osnet_x0_25(num_classes=None))
-    state_dict = _strip_wrapper_prefixes(read_osnet_state_dict(weights))
+    state_dict = read_state_dict(weights, _WRAPPER_PREFIXES)
     return OSNetBackbone(osnet_from_state_dict(state_dict, include_classifier=False))
 
 
@@ -202,7 +185,7 @@ def build_mobilenet_v2(weights: Path | None) -> TorchvisionBackbone:
     """torchvision MobileNetV2 ``features`` (1280 channels), random unless ``weights`` given."""
     features = torchvision.models.mobilenet_v2(weights=None).features
     if weights is not None:
-        mapping = load_mobilenet_v2_features(features, _read_state_dict(weights))
+        mapping = load_mobilenet_v2_features(features, read_state_dict(weights, _WRAPPER_PREFIXES))
         logger.info("loaded MobileNetV2 features from %s (mapped by %s)", weights, mapping)
     return TorchvisionBackbone(features, out_channels=1280)
 
@@ -210,7 +193,7 @@ def build_mobilenet_v2(weights: Path | None) -> TorchvisionBackbone:
 def _load_torchvision_trunk(
     trunk: nn.Sequential, weights: Path, ignored_prefixes: tuple[str, ...]
 ) -> None:
-    state_dict = _without_prefixes(_read_state_dict(weights), ignored_prefixes)
+    state_dict = _without_prefixes(read_state_dict(weights, _WRAPPER_PREFIXES), ignored_prefixes)
     trunk.load_state_dict(state_dict, strict=True)
     logger.info("loaded %d tensors from %s", len(state_dict), weights)
 

@@ -21,7 +21,6 @@ convolutions and the temporal attention a softmax over frames, so any input size
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch import nn
 
 from reid_models.backbones import FrameBackbone, build_backbone
 from reid_models.contract import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
+from reid_models.state_dicts import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +139,15 @@ class DrstaEncoder(nn.Module):
             clips: float32 ``(batch, N, 3, H, W)``, RGB in ``[0, 1]``.
         """
         batch, frame_count = clips.shape[0], clips.shape[1]
-        maps = self.backbone(self.normalization(clips.flatten(0, 1)))
-        return self._outputs(maps, batch, frame_count)
+        return self._outputs(self._backbone_maps(clips), batch, frame_count)
 
     def frame_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
         """Backbone maps of every frame: ``(batch, N, 3, H, W)`` -> ``(batch, N, C, h, w)``."""
-        batch, frame_count = clips.shape[0], clips.shape[1]
-        maps = self.backbone(self.normalization(clips.flatten(0, 1)))
-        return maps.unflatten(0, (batch, frame_count))
+        return self._backbone_maps(clips).unflatten(0, (clips.shape[0], clips.shape[1]))
+
+    def _backbone_maps(self, clips: torch.Tensor) -> torch.Tensor:
+        """The one backbone pass: ``(batch, N, 3, H, W)`` -> ``(batch * N, C, h, w)``."""
+        return self.backbone(self.normalization(clips.flatten(0, 1)))
 
     def training_outputs_from_maps(self, feature_maps: torch.Tensor) -> DrstaTrainingOutput:
         """:meth:`training_outputs` from backbone maps float ``(batch, N, C, h, w)`` (training
@@ -192,14 +193,6 @@ def build_drsta_encoder(
     frame_backbone = build_backbone(backbone, backbone_weights, pretrained=pretrained)
     encoder = DrstaEncoder(frame_backbone)
     if weights is not None:
-        loaded = torch.load(Path(weights), map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
-                loaded = loaded[key]
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"{weights}: expected a state dict, found {type(loaded).__name__}")
-        encoder.load_state_dict(
-            {name.removeprefix("module."): tensor for name, tensor in loaded.items()}, strict=True
-        )
+        encoder.load_state_dict(read_state_dict(weights), strict=True)
         logger.info("loaded DRSTA weights from %s", weights)
     return encoder.eval()

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from reid_models.state_dicts import read_state_dict
+
 logger = logging.getLogger(__name__)
 
 OSNET_X0_25_CHANNELS = (16, 64, 96, 128)
@@ -257,19 +259,6 @@ def osnet_x0_25(num_classes: int | None = 1000) -> OSNet:
     return OSNet(OSNET_X0_25_CHANNELS, OSNET_FEATURE_DIM, num_classes)
 
 
-def read_osnet_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read an OSNet checkpoint: a plain state dict, or a dict holding one under ``state_dict``.
-
-    A ``module.`` prefix left by ``DataParallel`` is removed. Tensors are loaded on the CPU.
-    """
-    loaded = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{path}: expected an OSNet state dict, found {type(loaded).__name__}")
-    return {name.removeprefix("module."): tensor for name, tensor in loaded.items()}
-
-
 def osnet_from_state_dict(
     state_dict: Mapping[str, torch.Tensor], include_classifier: bool = True
 ) -> OSNet:
@@ -306,6 +295,6 @@ def load_osnet(path: Path) -> OSNet:
     ``num_classes`` comes from the classifier's shape and the widths from the convolutions, so
     any OSNet width loads. Returns the network on the CPU, in eval mode.
     """
-    network = osnet_from_state_dict(read_osnet_state_dict(path))
+    network = osnet_from_state_dict(read_state_dict(path))
     logger.info("loaded OSNet %s (%d classes) from %s", network.channels, network.num_classes, path)
     return network

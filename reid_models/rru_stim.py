@@ -26,7 +26,6 @@ export is unrolled for the ``T`` it was traced with (the batch axis stays dynami
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from reid_models.contract import (
     INPUT_WIDTH,
     ImageNormalization,
 )
+from reid_models.state_dicts import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -340,16 +340,10 @@ def load_encoder_state(encoder: nn.Module, weights: Path) -> None:
     a ``module.`` prefix (DataParallel) is removed and ``classifier.*`` entries are dropped.
     The remaining tensors must fit exactly (``strict=True``).
     """
-    loaded = torch.load(Path(weights), map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
-            loaded = loaded[key]
-    if not isinstance(loaded, Mapping):
-        raise ValueError(f"{weights}: expected a state dict, found {type(loaded).__name__}")
     state_dict = {
-        name.removeprefix("module."): tensor
-        for name, tensor in loaded.items()
-        if not name.removeprefix("module.").startswith("classifier.")
+        name: tensor
+        for name, tensor in read_state_dict(weights).items()
+        if not name.startswith("classifier.")
     }
     encoder.load_state_dict(state_dict, strict=True)
     logger.info("loaded %d tensors from %s", len(state_dict), weights)

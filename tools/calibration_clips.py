@@ -27,6 +27,7 @@ from engines.calibration import save_crops
 from pipeline.clips import ClipBuffer
 from pipeline.config import ClipsConfig, DetectorConfig, TrackerConfig
 from pipeline.detect import PersonDetector
+from pipeline.frame_rate import frame_rate_or_default
 from pipeline.records import Frame
 from pipeline.track import CameraTracker
 
@@ -68,7 +69,7 @@ def mine_clips(
     mined: list[np.ndarray] = []
     for camera_id, video in enumerate(videos):
         capture = cv2.VideoCapture(str(video))
-        frame_rate = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+        frame_rate = frame_rate_or_default(capture.get(cv2.CAP_PROP_FPS))
         tracker = CameraTracker(TrackerConfig(), frame_rate / frame_step)
         buffer = ClipBuffer(clips_config, camera_id)
         try:

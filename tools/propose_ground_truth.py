@@ -58,6 +58,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from pipeline.frame_rate import DEFAULT_FRAME_RATE, frame_rate_or_default
 from tools.ground_truth import dump_ground_truth
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -155,7 +156,7 @@ def detect(
     fps_values: list[float] = []
     for camera, video in enumerate(videos):
         capture = cv2.VideoCapture(str(video))
-        fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+        fps = frame_rate_or_default(capture.get(cv2.CAP_PROP_FPS))
         frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         capture.release()
         fps_values.append(fps)
@@ -191,7 +192,7 @@ def detect(
                 logger.info("camera %d: frame %d/%d", camera, index, frame_count)
     return {
         "videos": [str(video) for video in videos],
-        "fps": fps_values[0] if fps_values else 25.0,
+        "fps": fps_values[0] if fps_values else DEFAULT_FRAME_RATE,
         "frame_counts": frame_counts,
         "every": every,
         "proposal_image_size": proposal_image_size,

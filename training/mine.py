@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
+from pipeline.frame_rate import frame_rate_or_default
 from pipeline.records import FrameDetections
 from reid_models.factory import current_git_commit
 from reid_models.mined_index import (
@@ -222,7 +223,7 @@ def mine(
             camera.replay = ReplayMode.FAST
     detector = PersonDetector(config.detector)
     trackers = {
-        camera.id: CameraTracker(config.tracker, camera.fps_cap or 25.0)
+        camera.id: CameraTracker(config.tracker, frame_rate_or_default(camera.fps_cap))
         for camera in config.cameras
     }
     collector = TrackletCollector(out, (config.clips.crop_height, config.clips.crop_width))
