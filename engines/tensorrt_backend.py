@@ -60,8 +60,11 @@ class TensorRTEngine:
     Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``; output float32
     ``(batch, embedding_dim)``. :meth:`infer_torch` keeps everything on the GPU.
 
-    ``device`` must be CUDA for a real TensorRT; any torch device is accepted only so that the
-    binding logic can be run against a fake ``tensorrt`` module in tests.
+    ``device`` is a CUDA device (``cuda`` or ``cuda:N``): inputs are staged through pinned host
+    memory, bound and run on the engine's own CUDA stream.
+
+    Raises:
+        ValueError: ``device`` is not a CUDA device.
     """
 
     name = "tensorrt"
@@ -73,6 +76,8 @@ class TensorRTEngine:
         device: str = "cuda",
         batch_buckets: BatchBuckets | None = None,
     ) -> None:
+        if cuda_device_index(device) is None:
+            raise ValueError(f"the tensorrt backend needs a CUDA device, got {device!r}")
         trt = import_tensorrt()
         self._trt = trt
         self.metadata = metadata
@@ -103,7 +108,7 @@ class TensorRTEngine:
                 f"bucket {self.batch_buckets.max_batch} exceeds the profile's max batch "
                 f"{self.max_shape[0]}"
             )
-        self.stream: Any = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.stream: Any = torch.cuda.Stream(self.device)
         self._pinned: torch.Tensor | None = None
 
     @classmethod
@@ -172,17 +177,12 @@ class TensorRTEngine:
         outputs = torch.empty(output_shape, dtype=self.output_dtype, device=self.device)
         self.context.set_tensor_address(self.input_name, int(inputs.data_ptr()))
         self.context.set_tensor_address(self.output_name, int(outputs.data_ptr()))
-        if self.stream is None:
-            stream_handle = 0
-        else:
-            self.stream.wait_stream(torch.cuda.current_stream(self.device))
-            stream_handle = int(self.stream.cuda_stream)
-        if not self.context.execute_async_v3(stream_handle):
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        if not self.context.execute_async_v3(int(self.stream.cuda_stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed")
-        if self.stream is not None:
-            inputs.record_stream(self.stream)
-            outputs.record_stream(self.stream)
-            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+        inputs.record_stream(self.stream)
+        outputs.record_stream(self.stream)
+        torch.cuda.current_stream(self.device).wait_stream(self.stream)
         return outputs
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -192,8 +192,6 @@ class TensorRTEngine:
 
     def _to_device(self, clips: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(clips)
-        if self.device.type != "cuda":
-            return host
         if self._pinned is None or self._pinned.numel() < host.numel():
             self._pinned = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
         staging = self._pinned[: host.numel()].view(host.shape)

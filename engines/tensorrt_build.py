@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 from engines.cache import default_cache_dir, file_sha256, write_bytes_atomically
 from engines.devices import cuda_device_index, gpu_name
@@ -271,7 +272,6 @@ def make_entropy_calibrator(
     """An ``IInt8EntropyCalibrator2`` that feeds ``batches`` (float32 ``(batch_size, T, 3, H,
     W)`` clips, RGB in ``[0, 1]``) to TensorRT through device memory, and reads/writes the
     calibration cache at ``cache_path``."""
-    import torch
 
     class ClipEntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined]
         def __init__(self) -> None:
@@ -345,17 +345,22 @@ def build_engine(
         calibration_batches: for ``int8``: float32 ``(opt_batch, T, 3, H, W)`` batches of real
             clips (``engines.calibration``); not needed when a calibration cache exists.
         cache_dir: cache root; ``None`` = ``engines.cache.default_cache_dir()``.
-        device: ``"cuda"``/``"cuda:N"``, where calibration batches are copied.
+        device: ``"cuda"``/``"cuda:N"``, where calibration batches are copied (a CUDA device is
+            required, as by TensorRT itself).
         gpu: GPU name for the cache key; ``None`` = asked from torch.
 
     Returns:
         The engine's files (existing ones on a cache hit).
 
     Raises:
+        ValueError: ``device`` is not a CUDA device.
         TensorRTUnavailableError: no ``tensorrt``.
         TensorRTBuildError: parser errors (every message), no calibration data, or a failed
             build (the errors TensorRT logged).
     """
+    device_index = cuda_device_index(device)
+    if device_index is None:
+        raise ValueError(f"a TensorRT build needs a CUDA device, got {device!r}")
     options = TensorRTBuildOptions() if options is None else options
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     trt = import_tensorrt()
@@ -370,7 +375,7 @@ def build_engine(
     metadata = read_onnx_metadata(onnx_path)
     onnx_sha256 = file_sha256(onnx_path)
     if gpu is None:
-        gpu = gpu_name(cuda_device_index(device) or 0)
+        gpu = gpu_name(device_index)
     version = str(trt.__version__)
     key = engine_cache_key(onnx_sha256, gpu, version, options.precision, options.profile)
     files = engine_files(cache_dir, metadata, options.precision, key)

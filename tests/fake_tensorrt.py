@@ -10,8 +10,13 @@ memory pools, timing caches, calibrator calls, runtime shapes and tensor address
 - the builder drives an INT8 calibrator the way TensorRT does (read cache, else ``get_batch``
   until ``None``, then write cache) and serializes a JSON "engine";
 - the execution context checks shapes against the profile and, when ``module.read_memory`` is
-  set (CPU tensors only), reads the input from its bound address and writes
+  set (host memory only), reads the input from its bound address and writes
   ``output[b, d] = mean(input[b]) * (d + 1)`` to the output address.
+
+The backend runs on CUDA devices only. Without a GPU, :func:`emulate_cuda_on_host` makes the
+CUDA calls it makes land on the host (CUDA devices are the CPU, pinned memory is plain memory,
+the stream is handle 0 and its waits do nothing), so the same binding code runs and the fake
+can read and write the bound addresses.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 
 
 @dataclass
@@ -59,7 +66,7 @@ class FakeTensorRT(ModuleType):
         record: what was asked for.
         parse_errors: messages the parser fails with (none: it parses).
         fail_build: make ``build_serialized_network`` log an error and return ``None``.
-        read_memory: read/write bound addresses (CPU tensors only).
+        read_memory: read/write bound addresses (host memory: :func:`emulate_cuda_on_host`).
     """
 
     __version__: str
@@ -364,6 +371,63 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
         if isinstance(value, type) and name not in ("Record",):
             setattr(trt, name, value)
     return trt
+
+
+class _HostStream:
+    """``torch.cuda.Stream`` on the host: handle 0; host copies are synchronous, so waiting
+    on or recording a stream has nothing to do."""
+
+    cuda_stream = 0
+
+    def __init__(self, device: Any = None) -> None:
+        self.device = device
+
+    def wait_stream(self, stream: Any) -> None:
+        del stream
+
+
+class _HostCuda:
+    """``torch.cuda`` with host streams; everything else is the real module."""
+
+    Stream = _HostStream
+
+    @staticmethod
+    def current_stream(device: Any = None) -> _HostStream:
+        return _HostStream(device)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch.cuda, name)
+
+
+class _HostTorch:
+    """``torch`` as the TensorRT modules see it under :func:`emulate_cuda_on_host`."""
+
+    cuda = _HostCuda()
+
+    @staticmethod
+    def device(spec: Any) -> torch.device:
+        device = torch.device(spec)
+        return torch.device("cpu") if device.type == "cuda" else device
+
+    @staticmethod
+    def empty(*size: Any, pin_memory: bool = False, **options: Any) -> torch.Tensor:
+        del pin_memory  # pinning needs a CUDA driver
+        return torch.empty(*size, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
+def emulate_cuda_on_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the CUDA device, pinned memory and stream calls of the TensorRT build (calibration
+    batches) and runtime on the host, for the rest of the test (both still insist on a
+    ``cuda`` device)."""
+    from engines import tensorrt_backend, tensorrt_build
+
+    host_torch = _HostTorch()
+    monkeypatch.setattr(tensorrt_backend, "torch", host_torch)
+    monkeypatch.setattr(tensorrt_build, "torch", host_torch)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
 
 
 def _read_floats(address: int, shape: tuple[int, ...]) -> np.ndarray:

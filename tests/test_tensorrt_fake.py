@@ -30,7 +30,7 @@ from engines.tensorrt_build import (
     import_tensorrt,
     read_engine_sidecar,
 )
-from tests.fake_tensorrt import FakeTensorRT, make_fake_tensorrt
+from tests.fake_tensorrt import FakeTensorRT, emulate_cuda_on_host, make_fake_tensorrt
 from tests.toy_encoders import ToyEncoder, toy_metadata
 
 CLIP_LENGTH = 4
@@ -39,10 +39,19 @@ SMALL = BatchProfile(min_batch=2, opt_batch=4, max_batch=6)
 
 
 @pytest.fixture
-def trt(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
+def trt_on_gpu(monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
+    """The fake ``tensorrt``, with the real CUDA device of a GPU machine."""
     fake = make_fake_tensorrt()
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     return fake
+
+
+@pytest.fixture
+def trt(trt_on_gpu: FakeTensorRT, monkeypatch: pytest.MonkeyPatch) -> FakeTensorRT:
+    """The fake ``tensorrt``, with the CUDA calls of the build and runtime emulated on the
+    host (no GPU needed)."""
+    emulate_cuda_on_host(monkeypatch)
+    return trt_on_gpu
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def build(onnx_path: Path, cache_dir: Path, precision: str = "fp16", **options: 
         calibration_batches=batches,
         cache_dir=cache_dir,
         gpu=GPU,
-        device="cpu",
+        device="cuda",
     )
 
 
@@ -222,7 +231,7 @@ def test_runtime_sets_shapes_and_addresses_per_batch(
     from engines.tensorrt_backend import TensorRTEngine
 
     files = build(toy_onnx, tmp_path)
-    engine = TensorRTEngine.from_file(files.engine, device="cpu")
+    engine = TensorRTEngine.from_file(files.engine, device="cuda")
     assert (engine.input_name, engine.output_name) == ("clips", "embeddings")
     assert engine.batch_buckets.sizes == (2, 3, 4, 5, 6)
     batch = clips(9)  # 6 + 3 clips: two engine calls
@@ -233,7 +242,7 @@ def test_runtime_sets_shapes_and_addresses_per_batch(
     for addresses in record.addresses:
         assert set(addresses) == {"clips", "embeddings"}
         assert addresses["clips"] != addresses["embeddings"] and all(addresses.values())
-    assert record.streams == [0, 0]  # CPU tensors: no CUDA stream
+    assert record.streams == [0, 0]  # the engine's stream (handle 0 when emulated)
 
 
 def test_runtime_pads_below_the_profile_minimum(
@@ -241,7 +250,7 @@ def test_runtime_pads_below_the_profile_minimum(
 ) -> None:
     from engines.tensorrt_backend import TensorRTEngine
 
-    engine = TensorRTEngine.from_file(build(toy_onnx, tmp_path).engine, device="cpu")
+    engine = TensorRTEngine.from_file(build(toy_onnx, tmp_path).engine, device="cuda")
     batch = clips(1)
     np.testing.assert_allclose(engine.infer(batch), fake_embeddings(batch), rtol=1e-5)
     assert trt.record.input_shapes == [(2, 4, 3, 256, 128)]
@@ -254,7 +263,7 @@ def test_runtime_rejects_shapes_outside_the_profile(
 
     from engines.tensorrt_backend import TensorRTEngine
 
-    engine = TensorRTEngine.from_file(build(toy_onnx, tmp_path).engine, device="cpu")
+    engine = TensorRTEngine.from_file(build(toy_onnx, tmp_path).engine, device="cuda")
     with pytest.raises(ValueError, match="outside the engine's profile"):
         engine.infer_torch(torch.zeros(7, 4, 3, 256, 128))
     with pytest.raises(ValueError, match=r"\(2, 5, 3, 256, 128\) is outside"):
@@ -270,15 +279,24 @@ def test_engine_files_need_their_sidecar_and_valid_bytes(
     corrupt = tmp_path / "corrupt.engine"
     corrupt.write_bytes(b"\x00not an engine")
     with pytest.raises(FileNotFoundError, match="sidecar"):
-        TensorRTEngine.from_file(corrupt, device="cpu")
+        TensorRTEngine.from_file(corrupt, device="cuda")
     (tmp_path / "corrupt.engine.json").write_text(files.sidecar.read_text())
     with pytest.raises(RuntimeError, match="serialization version mismatch"):
-        TensorRTEngine.from_file(corrupt, device="cpu")
+        TensorRTEngine.from_file(corrupt, device="cuda")
 
 
-def test_backend_needs_a_cuda_device(trt: FakeTensorRT, toy_onnx: Path) -> None:
+def test_backend_needs_a_cuda_device(trt: FakeTensorRT, toy_onnx: Path, tmp_path: Path) -> None:
+    from engines.tensorrt_backend import TensorRTEngine
+
     with pytest.raises(ValueError, match="needs a CUDA device"):
         load_engine("tensorrt", EngineSpec(model="toy", weights=toy_onnx, device="cpu"))
+    engine_path = build(toy_onnx, tmp_path).engine
+    with pytest.raises(ValueError, match="needs a CUDA device, got 'cpu'"):
+        TensorRTEngine.from_file(engine_path, device="cpu")
+    with pytest.raises(ValueError, match="build needs a CUDA device, got 'cpu'"):
+        build_engine(
+            toy_onnx, TensorRTBuildOptions(profile=SMALL), cache_dir=tmp_path, device="cpu"
+        )
 
 
 def test_build_command_without_tensorrt_is_one_line(
@@ -317,15 +335,15 @@ def test_build_command_exports_then_builds(
 
 @pytest.mark.gpu
 def test_cuda_runtime_uses_a_stream_and_device_tensors(
-    trt: FakeTensorRT, toy_onnx: Path, tmp_path: Path
+    trt_on_gpu: FakeTensorRT, toy_onnx: Path, tmp_path: Path
 ) -> None:
     import torch
 
     from engines.tensorrt_backend import TensorRTEngine
 
-    trt.read_memory = False  # the fake cannot touch device memory
+    trt_on_gpu.read_memory = False  # the fake cannot touch device memory
     engine = TensorRTEngine.from_file(build(toy_onnx, tmp_path).engine, device="cuda")
     outputs = engine.infer_torch(torch.zeros(3, 4, 3, 256, 128, device="cuda"))
     assert outputs.device.type == "cuda" and outputs.shape == (3, 16)
-    assert trt.record.streams == [engine.stream.cuda_stream]
+    assert trt_on_gpu.record.streams == [engine.stream.cuda_stream]
     assert engine.infer(clips(2)).shape == (2, 16)
