@@ -18,6 +18,10 @@ thresholds, the same machine, each repetition running every system in a rotated 
 - ``glue: ultralytics ByteTrack, exported detector``: the same glue on the detector file
   crosscam's ``detector.backend`` runs (``auto``: the ONNX export on a CPU), so that the
   runtime's share of the difference is visible (only when that is not the ``.pt``).
+- ``glue: ultralytics ByteTrack[, exported detector], ReID every N frames per track``: the
+  careful user's glue, on the fastest detector file of the rows above: a track's first box and
+  then one box in every N (``--glue-reid-every``, default 10: once a second at 10 fps) get a
+  feature; the other boxes keep their track's identity (``benchmarks.reid_schedule``).
 - ``crosscam (<encoder>)``: the pipeline with the config's encoder (and ``--encoders``), and
   ``crosscam (<encoder>, torch detector)`` with the ``.pt`` detector like the first glue rows
   (only when the config's detector does not already run the ``.pt``).
@@ -53,11 +57,20 @@ from benchmarks.pipeline import (
     run_crosscam,
     set_replay,
 )
+from benchmarks.reid_schedule import ReidSchedule
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.encode import load_encoder_engine
 
 logger = logging.getLogger("benchmarks.peers")
+
+ACCURACY_COLUMNS: dict[str, str] = {
+    "idf1_all_cameras": "MTMC IDF1",
+    "idf1_per_camera_mean": "per-camera IDF1 (mean)",
+    "cross_camera_pair_f1": "cross-camera pair F1",
+}
+"""Every accuracy figure :func:`accuracy` measures -> its column heading; each table of the
+results (``peers.md``, the README's) shows all of them."""
 
 BYTETRACK = "bytetrack.yaml"
 BOTSORT_REID = str(Path(__file__).parent / "configs" / "botsort_reid.yaml")
@@ -70,6 +83,7 @@ class GlueSystem:
 
     tracker_file: str
     exported_detector: bool = False
+    reid_every_frames: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,15 +96,24 @@ class CrosscamSystem:
     detector_backend: str | None = None
 
 
-def glue_systems(config: CrosscamConfig) -> dict[str, GlueSystem]:
-    """The glue baselines for ``config`` (the exported-detector row only when crosscam's
-    detector does not run the ``.pt``)."""
+def glue_systems(config: CrosscamConfig, reid_every_frames: int = 10) -> dict[str, GlueSystem]:
+    """The glue baselines for ``config``: the exported-detector row only when crosscam's
+    detector does not run the ``.pt``; the ReID-every-N row on the fastest detector file
+    (none when ``reid_every_frames`` is 1: that is the plain row)."""
     systems = {
         "glue: ultralytics ByteTrack": GlueSystem(BYTETRACK),
         "glue: ultralytics BoT-SORT+ReID": GlueSystem(BOTSORT_REID),
     }
-    if detector_runtime(config) != "torch":
+    exported = detector_runtime(config) != "torch"
+    if exported:
         systems["glue: ultralytics ByteTrack, exported detector"] = GlueSystem(BYTETRACK, True)
+    if reid_every_frames > 1:
+        detector = ", exported detector" if exported else ""
+        label = (
+            f"glue: ultralytics ByteTrack{detector}, ReID every {reid_every_frames} frames "
+            "per track"
+        )
+        systems[label] = GlueSystem(BYTETRACK, exported, reid_every_frames)
     return systems
 
 
@@ -130,7 +153,8 @@ def crops_to_batch(image: np.ndarray, boxes: np.ndarray, height: int, width: int
 def run_glue_baseline(
     config: CrosscamConfig, label: str, system: GlueSystem, mtmc_path: Path
 ) -> Measurement:
-    """The ultralytics tracker + per-box ReID + naive matcher baseline over ``config``."""
+    """The ultralytics tracker + ReID (every box, or every N frames per track) + naive matcher
+    baseline over ``config``."""
     from ultralytics import YOLO
 
     from engines.detector_export import export_detector
@@ -168,6 +192,8 @@ def run_glue_baseline(
             tracker.reset()
     engine.infer(np.zeros((2, 1, 3, clips.crop_height, clips.crop_width), dtype=np.float32))
     matcher = NaiveCrossCameraMatcher(config.matching.similarity_threshold)
+    schedule = ReidSchedule(system.reid_every_frames)
+    features_computed = 0
     sources = [CameraSource(camera) for camera in config.cameras]
     gatherer = FrameGatherer(sources)
     lines: list[tuple[int, int, int, str]] = []
@@ -194,11 +220,22 @@ def run_glue_baseline(
                 xyxy = xyxy[keep]
                 track_ids = boxes.id.cpu().numpy().astype(np.int64)[keep]
                 if len(xyxy):
-                    batch_crops = crops_to_batch(
-                        frame.image, xyxy, clips.crop_height, clips.crop_width
-                    )
-                    features = engine.infer(batch_crops)
-                    global_ids = matcher.update(frame.camera_id, track_ids, features)
+                    due = schedule.due(frame.camera_id, track_ids)
+                    global_ids = np.zeros(len(track_ids), dtype=np.int64)
+                    if due.any():
+                        batch_crops = crops_to_batch(
+                            frame.image, xyxy[due], clips.crop_height, clips.crop_width
+                        )
+                        global_ids[due] = matcher.update(
+                            frame.camera_id,
+                            track_ids[due],
+                            engine.infer(batch_crops),
+                            other_track_ids=track_ids[~due],
+                        )
+                        features_computed += int(due.sum())
+                    for index in np.flatnonzero(~due).tolist():
+                        known = matcher.global_id(frame.camera_id, int(track_ids[index]))
+                        global_ids[index] = -1 if known is None else known
                     for (x1, y1, x2, y2), global_id in zip(
                         xyxy.tolist(), global_ids.tolist(), strict=True
                     ):
@@ -223,6 +260,7 @@ def run_glue_baseline(
         extra={
             "processed_frames": processed,
             "identities": matcher.identity_count,
+            "reid_features": features_computed,
             "detector_backend": detector_runtime(config) if system.exported_detector else "torch",
             "encoder_backend": engine.name,
         },
@@ -295,10 +333,7 @@ def summarize_systems(measurements: list[Measurement]) -> dict[str, Any]:
             "frame_to_identity_p99_ms": spread(entry["p99"] for entry in latency),
             "cpu_percent_mean": spread(i.resources["cpu_percent_mean"] for i in items),
             "rss_megabytes_max": spread(i.resources["rss_megabytes_max"] for i in items),
-            **{
-                key: spread(i.extra["accuracy"][key] for i in items)
-                for key in ("idf1_all_cameras", "idf1_per_camera_mean", "cross_camera_pair_f1")
-            },
+            **{key: spread(i.extra["accuracy"][key] for i in items) for key in ACCURACY_COLUMNS},
         }
     return summary
 
@@ -323,9 +358,7 @@ def markdown_report(report: dict[str, Any]) -> str:
                 format_spread(entry["frame_to_identity_p50_ms"], 0),
                 format_spread(entry["frame_to_identity_p95_ms"], 0),
                 f"{latency_ratio:.2f}",
-                format_spread(entry["idf1_all_cameras"], 3),
-                format_spread(entry["idf1_per_camera_mean"], 3),
-                format_spread(entry["cross_camera_pair_f1"], 3),
+                *(format_spread(entry[key], 3) for key in ACCURACY_COLUMNS),
             ]
         )
     run = report["run"]
@@ -336,9 +369,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         "frame→identity p50 ms",
         "p95 ms",
         f"{crosscam} ÷ this, p50 latency",
-        "MTMC IDF1",
-        "per-camera IDF1 (mean)",
-        "cross-camera pair F1",
+        *ACCURACY_COLUMNS.values(),
     ]
     return "\n".join(
         [
@@ -372,6 +403,12 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         help="extra crosscam encoders, comma-separated: name or name=encoder_file "
         "(e.g. drsta=assets/weights/drsta_osnet_mined.pt)",
     )
+    parser.add_argument(
+        "--glue-reid-every",
+        type=int,
+        default=10,
+        help="the careful glue row: a ReID feature every N frames per track (1: no such row)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
     add_results_arguments(parser)
     return parser.parse_args(argv)
@@ -397,7 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    systems: dict[str, GlueSystem | CrosscamSystem] = {**glue_systems(config), **encoders}
+    systems: dict[str, GlueSystem | CrosscamSystem] = {
+        **glue_systems(config, arguments.glue_reid_every),
+        **encoders,
+    }
     order = list(systems)
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="crosscam-peers-") as scratch:

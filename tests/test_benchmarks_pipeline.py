@@ -20,6 +20,7 @@ from benchmarks.latency_report import (
 )
 from benchmarks.naive_matcher import NaiveCrossCameraMatcher
 from benchmarks.peers import (
+    ACCURACY_COLUMNS,
     CrosscamSystem,
     GlueSystem,
     crops_to_batch,
@@ -171,6 +172,8 @@ def test_peer_systems_add_the_other_detector_runtime_only_when_it_differs(
     glue = glue_systems(config)
     assert glue["glue: ultralytics ByteTrack"] == GlueSystem("bytetrack.yaml")
     assert glue["glue: ultralytics ByteTrack, exported detector"].exported_detector
+    careful = glue["glue: ultralytics ByteTrack, exported detector, ReID every 10 frames per track"]
+    assert careful == GlueSystem("bytetrack.yaml", exported_detector=True, reid_every_frames=10)
     drsta = REPOSITORY_ROOT / "assets" / "weights" / "drsta_osnet_mined.pt"
     crosscam = crosscam_systems(config, f"drsta={drsta}")
     assert crosscam == {
@@ -179,9 +182,11 @@ def test_peer_systems_add_the_other_detector_runtime_only_when_it_differs(
         "crosscam (drsta, drsta_osnet_mined.pt)": CrosscamSystem("drsta", drsta),
     }
     config.detector.backend = "torch"
-    assert len(glue_systems(config)) == 2 and list(crosscam_systems(config, "")) == [
-        "crosscam (tp)"
+    assert list(glue_systems(config, reid_every_frames=5))[2:] == [
+        "glue: ultralytics ByteTrack, ReID every 5 frames per track"
     ]
+    assert len(glue_systems(config, reid_every_frames=1)) == 2
+    assert list(crosscam_systems(config, "")) == ["crosscam (tp)"]
 
 
 def test_plots_write_png_files(tmp_path: Path) -> None:
@@ -217,7 +222,11 @@ def test_peers_benchmark_runs_every_system_and_scores_it(tmp_path: Path) -> None
     arguments += ["--start", "40", "--duration", "3", "--repeats", "1", "--out", str(tmp_path)]
     assert main(arguments) == 0
     report = json.loads((tmp_path / "peers.json").read_text())
-    assert len(report["systems"]) == 5  # 3 glue rows, crosscam on both detector runtimes
+    assert len(report["systems"]) == 6  # 4 glue rows, crosscam on both detector runtimes
+    careful = report["systems"][
+        "glue: ultralytics ByteTrack, exported detector, ReID every 10 frames per track"
+    ]
+    assert set(ACCURACY_COLUMNS) <= set(careful)
     for entry in report["systems"].values():
         assert entry["frames_per_second"]["median"] > 0
         assert 0.0 <= entry["idf1_all_cameras"]["median"] <= 1.0
@@ -262,3 +271,12 @@ def test_projection_adds_up_stage_costs() -> None:
     (row,) = projection_rows(costs, [10.0])
     assert row[5] == "61.0"  # 50 + 1 + 0.1 x 100 ms per frame
     assert row[6] == f"{1000 / 61 / 10:.2f}"
+
+
+def test_readme_performance_table_keeps_every_accuracy_column() -> None:
+    from benchmarks.peers import ACCURACY_COLUMNS
+    from benchmarks.performance_readme import performance_section
+
+    section = performance_section(REPOSITORY_ROOT / "benchmarks" / "results" / "vm")
+    header = next(line for line in section.splitlines() if line.startswith("| system |"))
+    assert all(f"| {title} |" in header + " |" for title in ACCURACY_COLUMNS.values())
