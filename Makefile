@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest slow bench gpu-bench clean rtsp-deps reid-results
+.PHONY: demo test lint typecheck pytest slow bench gpu-bench clean rtsp-deps reid-results boxmot-venv
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3.x'"; exit 2; }
@@ -37,12 +37,26 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt -c constraints.txt
 	touch $(BENCH_STAMP)
 
+# BoxMOT for the peer benchmark, in its own venv (it pins opencv-python < 5); it sees .venv's
+# packages (torch, ultralytics, crosscam) after its own through a .pth file.
+BOXMOT_VENV := .venv-boxmot
+BOXMOT_STAMP := $(BOXMOT_VENV)/.installed
+
+$(BOXMOT_STAMP): $(STAMP) requirements-boxmot.txt
+	$(BIN)/python -m venv $(BOXMOT_VENV)
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+		"$$($(BOXMOT_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_crosscam_venv.pth"
+	$(BOXMOT_VENV)/bin/python -m pip install --quiet -r requirements-boxmot.txt
+	touch $(BOXMOT_STAMP)
+
+boxmot-venv: $(BOXMOT_STAMP)
+
 # Benchmarks: peers side by side, scaling with streams (fast and realtime), then the README
 # "Performance" section from the results under benchmarks/results/<host name>/.
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(BOXMOT_STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.peers --streams benchmarks/configs/terrace1.yaml \
 		--gt benchmarks/ground_truth/terrace1.json --start 40 --duration 30 --repeats 3 \
-		--encoders drsta=assets/weights/drsta_osnet_mined.pt
+		--encoders drsta=assets/weights/drsta_osnet_mined.pt --boxmot
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
 		--streams-count 1,2,4 --duration 10 --mode fast --repeats 3
 	YOLO_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline --streams configs/demo.yaml \
@@ -93,4 +107,4 @@ rtsp-deps:
 	else echo "note: RTSP tests are skipped; install (Debian/Ubuntu): $(RTSP_PACKAGES)"; fi
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BOXMOT_VENV) runs .pytest_cache .mypy_cache .ruff_cache

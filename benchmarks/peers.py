@@ -22,6 +22,11 @@ thresholds, the same machine, each repetition running every system in a rotated 
   careful user's glue, on the fastest detector file of the rows above: a track's first box and
   then one box in every N (``--glue-reid-every``, default 10: once a second at 10 fps) get a
   feature; the other boxes keep their track's identity (``benchmarks.reid_schedule``).
+- ``BoxMOT <tracker> + naive matcher`` (``--boxmot``): the peer users pick for tracking with
+  ReID, BoT-SORT, DeepOCSORT and StrongSORT per stream with BoxMOT's OSNet on the bundled
+  ``osnet_x0_25_msmt17`` weights (a local file, never downloaded), then the same naive matcher on
+  the tracker's own embeddings; in BoxMOT's virtual environment (``make boxmot-venv``: it pins
+  an OpenCV below 5), as a subprocess (``benchmarks.boxmot_peer``).
 - ``crosscam (<encoder>)``: the pipeline with the config's encoder (and ``--encoders``), and
   ``crosscam (<encoder>, torch detector)`` with the ``.pt`` detector like the first glue rows
   (only when the config's detector does not already run the ``.pt``).
@@ -36,6 +41,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +66,7 @@ from benchmarks.pipeline import (
 )
 from benchmarks.reid_schedule import ReidSchedule
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
+from benchmarks.stream_baseline import class_thresholds, kept_boxes, mtmc_line
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.encode import load_encoder_engine
 
@@ -71,6 +79,12 @@ ACCURACY_COLUMNS: dict[str, str] = {
 }
 """Every accuracy figure :func:`accuracy` measures -> its column heading; each table of the
 results (``peers.md``, the README's) shows all of them."""
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+BOXMOT_PYTHON = REPOSITORY_ROOT / ".venv-boxmot" / "bin" / "python"
+BOXMOT_REID_WEIGHTS = REPOSITORY_ROOT / "assets" / "weights" / "osnet_x0_25_msmt17.pth"
+BOXMOT_TRACKERS = {"botsort": "BoT-SORT", "deepocsort": "DeepOCSORT", "strongsort": "StrongSORT"}
+"""``benchmarks.boxmot_peer --tracker`` name -> the tracker's name in the results."""
 
 BYTETRACK = "bytetrack.yaml"
 BOTSORT_REID = str(Path(__file__).parent / "configs" / "botsort_reid.yaml")
@@ -94,6 +108,69 @@ class CrosscamSystem:
     model: str
     weights: Path | None
     detector_backend: str | None = None
+
+
+@dataclass(frozen=True)
+class BoxmotSystem:
+    """One BoxMOT row: the tracker (a key of :data:`BOXMOT_TRACKERS`) and the interpreter of
+    BoxMOT's virtual environment."""
+
+    tracker: str
+    python: Path
+
+
+def boxmot_systems(python: Path) -> dict[str, BoxmotSystem]:
+    """The BoxMOT rows: BoT-SORT, DeepOCSORT and StrongSORT, each + the naive matcher."""
+    return {
+        f"BoxMOT {title} + naive matcher": BoxmotSystem(tracker, python)
+        for tracker, title in BOXMOT_TRACKERS.items()
+    }
+
+
+def run_boxmot_baseline(
+    config: CrosscamConfig, label: str, system: BoxmotSystem, mtmc_path: Path
+) -> Measurement:
+    """One BoxMOT row over ``config``, run by ``benchmarks.boxmot_peer`` in BoxMOT's venv.
+
+    The config (segment and replay already set) goes to the subprocess as YAML; the bundled
+    OSNet weights are linked under the file name BoxMOT recognises (``.pt``), so it finds them
+    on disk and downloads nothing.
+    """
+    import yaml
+
+    scratch = mtmc_path.parent
+    config_path = scratch / f"{mtmc_path.stem}.yaml"
+    config_path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    weights = scratch / "osnet_x0_25_msmt17.pt"
+    if not weights.exists():
+        weights.symlink_to(BOXMOT_REID_WEIGHTS)
+    report_path = scratch / f"{mtmc_path.stem}.boxmot.json"
+    command = [
+        str(system.python), "-m", "benchmarks.boxmot_peer", "--config", str(config_path),
+        "--tracker", system.tracker, "--reid-weights", str(weights), "--mtmc", str(mtmc_path),
+        "--report", str(report_path),
+    ]  # fmt: skip
+    environment = {**os.environ, "YOLO_OFFLINE": "1"}
+    finished = subprocess.run(
+        command, cwd=REPOSITORY_ROOT, env=environment, capture_output=True, text=True
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(f"{label}: {' '.join(command)} failed: {finished.stderr[-2000:]}")
+    report = json.loads(report_path.read_text())
+    return Measurement(
+        system=label,
+        streams=len(config.cameras),
+        wall_seconds=report["wall_seconds"],
+        frames=report["frames"],
+        latency={"frame_to_identity": report["latency_ms"]},
+        resources=report["resources"],
+        extra={
+            "processed_frames": [tuple(pair) for pair in report["processed_frames"]],
+            "identities": report["identities"],
+            "detector_backend": "torch",
+            "encoder_backend": f"boxmot {report['boxmot_version']} (torch)",
+        },
+    )
 
 
 def glue_systems(config: CrosscamConfig, reid_every_frames: int = 10) -> dict[str, GlueSystem]:
@@ -170,10 +247,7 @@ def run_glue_baseline(
         camera.id: YOLO(str(detector_file), task="detect") for camera in config.cameras
     }
     engine = load_encoder_engine(config.encoder)
-    thresholds = np.full(max([*detector.person_classes, *detector.class_confidence]) + 1,
-                         detector.confidence, dtype=np.float32)  # fmt: skip
-    for class_id, threshold in detector.class_confidence.items():
-        thresholds[class_id] = threshold
+    thresholds = class_thresholds(detector)
     track_arguments: dict[str, Any] = {
         "persist": True,
         "tracker": system.tracker_file,
@@ -211,12 +285,7 @@ def run_glue_baseline(
                 if boxes is None or boxes.id is None or len(boxes) == 0:
                     latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
                     continue
-                xyxy = boxes.xyxy.cpu().numpy()
-                confidence = boxes.conf.cpu().numpy()
-                classes = boxes.cls.cpu().numpy().astype(np.int64)
-                keep = (confidence >= thresholds[classes]) & (
-                    xyxy[:, 3] - xyxy[:, 1] >= detector.min_box_height
-                )
+                xyxy, _, keep = kept_boxes(boxes, thresholds, detector.min_box_height)
                 xyxy = xyxy[keep]
                 track_ids = boxes.id.cpu().numpy().astype(np.int64)[keep]
                 if len(xyxy):
@@ -236,13 +305,8 @@ def run_glue_baseline(
                     for index in np.flatnonzero(~due).tolist():
                         known = matcher.global_id(frame.camera_id, int(track_ids[index]))
                         global_ids[index] = -1 if known is None else known
-                    for (x1, y1, x2, y2), global_id in zip(
-                        xyxy.tolist(), global_ids.tolist(), strict=True
-                    ):
-                        text = (
-                            f"{frame.camera_id} {global_id} {frame.frame_index} {round(x1)} "
-                            f"{round(y1)} {round(x2 - x1)} {round(y2 - y1)} -1 -1"
-                        )
+                    for box, global_id in zip(xyxy.tolist(), global_ids.tolist(), strict=True):
+                        text = mtmc_line(frame.camera_id, global_id, frame.frame_index, box)
                         lines.append((frame.camera_id, frame.frame_index, global_id, text))
                 latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
         wall = time.monotonic() - started
@@ -306,11 +370,13 @@ def run_system(
     label: str,
     config: CrosscamConfig,
     mtmc_path: Path,
-    systems: dict[str, GlueSystem | CrosscamSystem],
+    systems: dict[str, GlueSystem | BoxmotSystem | CrosscamSystem],
 ) -> Measurement:
     system = systems[label]
     if isinstance(system, GlueSystem):
         return run_glue_baseline(config, label, system, mtmc_path)
+    if isinstance(system, BoxmotSystem):
+        return run_boxmot_baseline(config, label, system, mtmc_path)
     variant = config.model_copy(deep=True)
     variant.encoder.model, variant.encoder.weights = system.model, system.weights
     if system.detector_backend is not None:
@@ -409,6 +475,12 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         default=10,
         help="the careful glue row: a ReID feature every N frames per track (1: no such row)",
     )
+    parser.add_argument(
+        "--boxmot",
+        action="store_true",
+        help="add the BoxMOT rows (BoT-SORT, DeepOCSORT, StrongSORT; make boxmot-venv first)",
+    )
+    parser.add_argument("--boxmot-python", type=Path, default=BOXMOT_PYTHON)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
     add_results_arguments(parser)
     return parser.parse_args(argv)
@@ -434,8 +506,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
-    systems: dict[str, GlueSystem | CrosscamSystem] = {
+    if arguments.boxmot and not arguments.boxmot_python.is_file():
+        sys.stderr.write(
+            f"error: --boxmot: {arguments.boxmot_python} not found (make boxmot-venv)\n"
+        )
+        return 2
+    systems: dict[str, GlueSystem | BoxmotSystem | CrosscamSystem] = {
         **glue_systems(config, arguments.glue_reid_every),
+        **(boxmot_systems(arguments.boxmot_python) if arguments.boxmot else {}),
         **encoders,
     }
     order = list(systems)
