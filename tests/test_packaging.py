@@ -109,7 +109,7 @@ def test_calibrate_does_not_hide_a_missing_dependency(monkeypatch: pytest.Monkey
 def _copy_sources(destination: Path) -> Path:
     """The checkout without its virtual environment, caches and run data."""
     ignored = shutil.ignore_patterns(
-        ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".*_cache"
+        ".git", ".venv*", "runs", "build", "*.egg-info", "__pycache__", ".*_cache"
     )
     shutil.copytree(REPOSITORY_ROOT, destination, ignore=ignored)
     return destination
