@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import numpy as np
 
 from benchmarks.naive_matcher import NaiveCrossCameraMatcher
 from benchmarks.pipeline import ResourceSampler, first_frames
-from benchmarks.stream_baseline import class_thresholds, kept_boxes, mtmc_line
+from benchmarks.stream_baseline import StreamReplay, class_thresholds, kept_boxes
 from pipeline.config import CrosscamConfig, load_config
 
 logger = logging.getLogger("benchmarks.boxmot_peer")
@@ -71,7 +70,6 @@ def run(config: CrosscamConfig, tracker_name: str, reid_weights: Path, mtmc: Pat
     from ultralytics import YOLO
 
     from pipeline.frame_rate import frame_rate_or_default
-    from pipeline.sources import CameraSource, FrameGatherer
 
     detector = config.detector
     thresholds = class_thresholds(detector)
@@ -98,50 +96,31 @@ def run(config: CrosscamConfig, tracker_name: str, reid_weights: Path, mtmc: Pat
             tracker.update(np.array([[10, 10, 60, 160, 0.9, 0]], dtype=np.float32), warm)
         tracker.reset()
     matcher = NaiveCrossCameraMatcher(config.matching.similarity_threshold)
-    sources = [CameraSource(camera) for camera in config.cameras]
-    gatherer = FrameGatherer(sources)
-    lines: list[tuple[int, int, int, str]] = []
-    latencies: list[float] = []
-    processed: list[tuple[int, int]] = []
+    replay = StreamReplay(config)
     with ResourceSampler() as sampler:
-        started = time.monotonic()
-        for source in sources:
-            source.start()
-        while batch := gatherer.gather():
-            for frame in batch:
-                results: Any = models[frame.camera_id].predict(frame.image, **predict_arguments)
-                result = results[0]
-                boxes = result.boxes
-                processed.append((frame.camera_id, frame.frame_index))
-                xyxy, confidence, keep = kept_boxes(boxes, thresholds, detector.min_box_height)
-                detections = np.column_stack(
-                    [xyxy[keep], confidence[keep], np.zeros(int(keep.sum()))]
-                ).astype(np.float32)  # one class: every kept box is a person
-                tracker = trackers[frame.camera_id]
-                tracks = tracker.update(detections, frame.image)
-                embeddings = tracker.last_embeddings
-                if len(tracks) and embeddings is not None and len(embeddings):
-                    track_ids = tracks[:, 4].astype(np.int64)
-                    features = embeddings[tracks[:, 7].astype(np.int64)]
-                    global_ids = matcher.update(frame.camera_id, track_ids, features)
-                    for box, global_id in zip(
-                        tracks[:, :4].tolist(), global_ids.tolist(), strict=True
-                    ):
-                        text = mtmc_line(frame.camera_id, global_id, frame.frame_index, box)
-                        lines.append((frame.camera_id, frame.frame_index, global_id, text))
-                latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
-        wall = time.monotonic() - started
-    for source in sources:
-        source.stop()
-    mtmc.parent.mkdir(parents=True, exist_ok=True)
-    mtmc.write_text("".join(line[3] + "\n" for line in sorted(lines)))
+        for frame in replay.frames():
+            results: Any = models[frame.camera_id].predict(frame.image, **predict_arguments)
+            boxes = results[0].boxes
+            xyxy, confidence, keep = kept_boxes(boxes, thresholds, detector.min_box_height)
+            detections = np.column_stack(
+                [xyxy[keep], confidence[keep], np.zeros(int(keep.sum()))]
+            ).astype(np.float32)  # one class: every kept box is a person
+            tracker = trackers[frame.camera_id]
+            tracks = tracker.update(detections, frame.image)
+            embeddings = tracker.last_embeddings
+            if len(tracks) and embeddings is not None and len(embeddings):
+                track_ids = tracks[:, 4].astype(np.int64)
+                features = embeddings[tracks[:, 7].astype(np.int64)]
+                global_ids = matcher.update(frame.camera_id, track_ids, features)
+                replay.record(frame, tracks[:, :4].tolist(), global_ids.tolist())
+    replay.write_mtmc(mtmc)
     import boxmot
 
     return {
-        "wall_seconds": wall,
-        "frames": len(processed),
-        "latency_ms": latencies,
-        "processed_frames": processed,
+        "wall_seconds": replay.wall_seconds,
+        "frames": len(replay.processed),
+        "latency_ms": replay.latencies_ms,
+        "processed_frames": replay.processed,
         "resources": sampler.summary(),
         "identities": matcher.identity_count,
         "boxmot_version": boxmot.__version__,

@@ -45,7 +45,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +65,7 @@ from benchmarks.pipeline import (
 )
 from benchmarks.reid_schedule import ReidSchedule
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
-from benchmarks.stream_baseline import class_thresholds, kept_boxes, mtmc_line
+from benchmarks.stream_baseline import StreamReplay, class_thresholds, kept_boxes
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.encode import load_encoder_engine
 
@@ -235,7 +234,6 @@ def run_glue_baseline(
     from ultralytics import YOLO
 
     from engines.detector_export import export_detector
-    from pipeline.sources import CameraSource, FrameGatherer
 
     detector = config.detector
     detector_file = detector.weights
@@ -268,61 +266,44 @@ def run_glue_baseline(
     matcher = NaiveCrossCameraMatcher(config.matching.similarity_threshold)
     schedule = ReidSchedule(system.reid_every_frames)
     features_computed = 0
-    sources = [CameraSource(camera) for camera in config.cameras]
-    gatherer = FrameGatherer(sources)
-    lines: list[tuple[int, int, int, str]] = []
-    latencies: list[float] = []
-    processed: list[tuple[int, int]] = []
+    replay = StreamReplay(config)
     with ResourceSampler() as sampler:
-        started = time.monotonic()
-        for source in sources:
-            source.start()
-        while batch := gatherer.gather():
-            for frame in batch:
-                result: Any = models[frame.camera_id].track(frame.image, **track_arguments)[0]
-                boxes = result.boxes
-                processed.append((frame.camera_id, frame.frame_index))
-                if boxes is None or boxes.id is None or len(boxes) == 0:
-                    latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
-                    continue
-                xyxy, _, keep = kept_boxes(boxes, thresholds, detector.min_box_height)
-                xyxy = xyxy[keep]
-                track_ids = boxes.id.cpu().numpy().astype(np.int64)[keep]
-                if len(xyxy):
-                    due = schedule.due(frame.camera_id, track_ids)
-                    global_ids = np.zeros(len(track_ids), dtype=np.int64)
-                    if due.any():
-                        batch_crops = crops_to_batch(
-                            frame.image, xyxy[due], clips.crop_height, clips.crop_width
-                        )
-                        global_ids[due] = matcher.update(
-                            frame.camera_id,
-                            track_ids[due],
-                            engine.infer(batch_crops),
-                            other_track_ids=track_ids[~due],
-                        )
-                        features_computed += int(due.sum())
-                    for index in np.flatnonzero(~due).tolist():
-                        known = matcher.global_id(frame.camera_id, int(track_ids[index]))
-                        global_ids[index] = -1 if known is None else known
-                    for box, global_id in zip(xyxy.tolist(), global_ids.tolist(), strict=True):
-                        text = mtmc_line(frame.camera_id, global_id, frame.frame_index, box)
-                        lines.append((frame.camera_id, frame.frame_index, global_id, text))
-                latencies.append((time.monotonic() - frame.captured_at) * 1000.0)
-        wall = time.monotonic() - started
-    for source in sources:
-        source.stop()
-    mtmc_path.parent.mkdir(parents=True, exist_ok=True)
-    mtmc_path.write_text("".join(line[3] + "\n" for line in sorted(lines)))
+        for frame in replay.frames():
+            result: Any = models[frame.camera_id].track(frame.image, **track_arguments)[0]
+            boxes = result.boxes
+            if boxes is None or boxes.id is None or len(boxes) == 0:
+                continue
+            xyxy, _, keep = kept_boxes(boxes, thresholds, detector.min_box_height)
+            xyxy = xyxy[keep]
+            track_ids = boxes.id.cpu().numpy().astype(np.int64)[keep]
+            if len(xyxy):
+                due = schedule.due(frame.camera_id, track_ids)
+                global_ids = np.zeros(len(track_ids), dtype=np.int64)
+                if due.any():
+                    batch_crops = crops_to_batch(
+                        frame.image, xyxy[due], clips.crop_height, clips.crop_width
+                    )
+                    global_ids[due] = matcher.update(
+                        frame.camera_id,
+                        track_ids[due],
+                        engine.infer(batch_crops),
+                        other_track_ids=track_ids[~due],
+                    )
+                    features_computed += int(due.sum())
+                for index in np.flatnonzero(~due).tolist():
+                    known = matcher.global_id(frame.camera_id, int(track_ids[index]))
+                    global_ids[index] = -1 if known is None else known
+                replay.record(frame, xyxy.tolist(), global_ids.tolist())
+    replay.write_mtmc(mtmc_path)
     return Measurement(
         system=label,
         streams=len(config.cameras),
-        wall_seconds=wall,
-        frames=len(processed),
-        latency={"frame_to_identity": latencies},
+        wall_seconds=replay.wall_seconds,
+        frames=len(replay.processed),
+        latency={"frame_to_identity": replay.latencies_ms},
         resources=sampler.summary(),
         extra={
-            "processed_frames": processed,
+            "processed_frames": replay.processed,
             "identities": matcher.identity_count,
             "reid_features": features_computed,
             "detector_backend": detector_runtime(config) if system.exported_detector else "torch",
