@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.gallery import TrackKey
 from pipeline.identity.trajectories import Trajectory, common_positions
-
-TrackKey = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -230,10 +229,12 @@ def _geometric_pairs(
     each other within twice the RANSAC tolerance."""
     rows = sorted({row for row, _ in candidates})
     columns = sorted({column for _, column in candidates})
+    row_of = {row: position for position, row in enumerate(rows)}
+    column_of = {column: position for position, column in enumerate(columns)}
     cost = np.full((len(rows), len(columns)), 1e6)
     for row, column in candidates:
         error, _ = transfer_error(matrix, first_tracks[row], second_tracks[column])
-        cost[rows.index(row), columns.index(column)] = min(error, 1e6)
+        cost[row_of[row], column_of[column]] = min(error, 1e6)
     chosen_rows, chosen_columns = linear_sum_assignment(cost)
     limit = 2.0 * settings.tolerance_heights
     return [
