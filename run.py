@@ -4,6 +4,7 @@ python run.py --streams configs/demo.yaml          run the pipeline (embedded Re
 python run.py --streams cams.yaml --redis-url redis://host:6379/0
 python run.py inspect                              show what runs published
 python run.py check --streams cams.yaml            probe every camera and Redis, exit 1 if broken
+python run.py calibrate --streams cams.yaml        learn how overlapping camera views relate
 
 kill -HUP <pid> re-reads the --streams file: cameras removed, added or changed apply live.
 
@@ -349,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         return inspect_main(argv[1:])
     if argv and argv[0] == "check":
         return run(argv[1:], check=True)
+    if argv and argv[0] == "calibrate":
+        from pipeline.identity.calibrate import main as calibrate_main
+
+        return calibrate_main(argv[1:])
     return run(argv)
 
 

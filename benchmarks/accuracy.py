@@ -3,6 +3,8 @@
     python -m benchmarks.accuracy --streams benchmarks/configs/terrace1.yaml \
         --gt benchmarks/ground_truth/terrace1.json [--set encoder.model=tp …] [--name NAME]
     python -m benchmarks.accuracy --streams CONFIG --gt FILE --mtmc existing_mtmc.txt
+    python -m benchmarks.accuracy --streams CONFIG --gt FILE --track-log run.tracks.npz \
+        [--set identity.match_heights=0.3 …]
 
 Runs the pipeline (:class:`pipeline.runner.Pipeline`, an embedded Redis in a temporary folder,
 identities not restored) over the configured cameras, writes its MTMC output to
@@ -17,6 +19,11 @@ scored: the harness records every processed (camera, frame), so an ``fps_cap`` t
 frames (multiples of 50 at 25 fps are kept by caps of 5, 10 and 25) or a shorter segment
 shows up as fewer evaluated frames in the report, never as misses. With ``--mtmc`` no frame
 record exists: every GT frame inside each camera's configured segment counts as processed.
+
+Every run also saves its track log (``<name>.mtmc.tracks.npz``, ``pipeline/identity/
+track_log.py``). ``--track-log`` re-runs only the end-of-run identity pass on such a log with
+the config's ``identity`` settings (no detector, tracker or encoder), so the identity layer's
+choices can be compared on one recorded run.
 """
 
 from __future__ import annotations
@@ -37,8 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.accuracy_metrics import pair_scores, tracking_metrics
 from pipeline.config import ConfigError, CrosscamConfig, load_config
+from pipeline.mtmc import MtmcRecorder
 from pipeline.records import Frame, FrameDetections
 from tools.ground_truth import (
     GroundTruth,
@@ -137,6 +147,7 @@ def run_pipeline(config: CrosscamConfig, mtmc_path: Path, name: str) -> RunOutpu
         scratch_path = Path(scratch)
         config.outputs.run_directory = scratch_path
         config.outputs.save_mtmc = mtmc_path
+        config.outputs.save_track_log = mtmc_path.with_suffix(".tracks.npz")
         config.outputs.save_video = None
         config.redis.restore_identities = False
         config.redis.spool_directory = scratch_path / "spool"
@@ -164,6 +175,38 @@ def run_pipeline(config: CrosscamConfig, mtmc_path: Path, name: str) -> RunOutpu
         "source_errors": {str(k): v for k, v in result.source_errors.items()},
     }
     return RunOutput(mtmc_path, pipeline.processed, wall_seconds, summary)
+
+
+def refine_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -> RunOutput:
+    """The end-of-run identity pass alone, on a saved track log cut to the config's camera
+    segments (so a half of the sequence is refined without seeing the other half); writes
+    its MTMC file."""
+    from pipeline.identity.calibration import known_homographies
+    from pipeline.identity.refine import refine_identities
+    from pipeline.identity.track_log import TrackLog
+
+    bounds = {camera.id: (camera.start_seconds, camera.end_seconds) for camera in config.cameras}
+    log = TrackLog.load(track_log).segment(bounds)
+    started = time.monotonic()
+    refinement = refine_identities(log, config.identity, known_homographies(config))
+    elapsed = time.monotonic() - started
+    global_id_of = refinement.lookup(refinement.global_ids(lambda camera, track: -1))
+    recorder = MtmcRecorder()
+    for key, record in log.records.items():
+        recorder.add_track(key[0], key[1], record.frame_indices, np.stack(record.boxes))
+    lines = recorder.write(mtmc_path, global_id_of)
+    summary = {
+        "track_log": _relative(track_log),
+        "refinement_seconds": round(elapsed, 2),
+        "clusters": len(refinement.clusters),
+        "threshold": round(refinement.threshold, 4),
+        "geometric_links": refinement.geometric_links,
+        "continuity_links": refinement.continuity_links,
+        "appearance_merges": refinement.appearance_merges,
+        "swap_cuts": refinement.swap_cuts,
+        "mtmc_lines": lines,
+    }
+    return RunOutput(mtmc_path, None, None, summary)
 
 
 def score(config: CrosscamConfig, ground_truth: GroundTruth, run: RunOutput) -> dict[str, Any]:
@@ -277,7 +320,12 @@ def markdown_report(report: dict[str, Any]) -> str:
         (
             f"- run: {report['run']['wall_seconds']} s wall, MTMC `{report['run']['mtmc']}`"
             if report["run"].get("wall_seconds") is not None
-            else f"- run: existing MTMC file `{report['run']['mtmc']}` (no pipeline run)"
+            else (
+                f"- run: identity pass alone on the track log `{report['run']['track_log']}` "
+                f"({report['run']['refinement_seconds']} s), MTMC `{report['run']['mtmc']}`"
+                if "track_log" in report["run"]
+                else f"- run: existing MTMC file `{report['run']['mtmc']}` (no pipeline run)"
+            )
         ),
         f"- evaluated: {metrics['frames_evaluated']} (camera, frame) samples, "
         f"{metrics['gt_boxes']} GT boxes, {metrics['gt_boxes_matched']} matched at IoU >= 0.5"
@@ -391,6 +439,10 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         help="override a config key, e.g. --set encoder.model=tp (repeatable)",
     )  # fmt: skip
     parser.add_argument("--mtmc", type=Path, default=None, help="score this MTMC file, no run")
+    parser.add_argument(
+        "--track-log", type=Path, default=None,
+        help="re-run only the end-of-run identity pass on this saved track log (.npz)",
+    )  # fmt: skip
     parser.add_argument("--name", default=None, help="report name (default from the config)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIRECTORY, help="report folder")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
@@ -419,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = arguments.name or f"{ground_truth.sequence}-{config.encoder.model}"
     if arguments.mtmc is not None:
         run = RunOutput(arguments.mtmc.resolve(), None)
+    elif arguments.track_log is not None:
+        run = refine_track_log(config, arguments.track_log, MTMC_DIRECTORY / f"{name}.mtmc.txt")
     else:
         run = run_pipeline(config, MTMC_DIRECTORY / f"{name}.mtmc.txt", name)
     metrics = score(config, ground_truth, run)

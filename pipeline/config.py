@@ -51,6 +51,35 @@ class ReplayMode(StrEnum):
     FAST = "fast"
 
 
+class GroundPoint(StrictModel):
+    """One image↔ground correspondence of a user's camera calibration."""
+
+    image: tuple[float, float] = Field(description="pixel x, y of a point on the ground")
+    ground: tuple[float, float] = Field(description="the same point on the ground, metres")
+
+
+class GroundCalibration(StrictModel):
+    """A user's calibration of one camera: image pixels → ground metres. Give either a 3x3
+    ``homography`` or at least four ``points``; it replaces the learned geometry."""
+
+    homography: list[list[float]] | None = None
+    points: list[GroundPoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> GroundCalibration:
+        if self.homography is not None:
+            matrix = self.homography
+            if len(matrix) != 3 or any(len(row) != 3 for row in matrix):
+                raise ValueError("ground.homography must be a 3x3 list of rows")
+            if self.points:
+                raise ValueError("give ground.homography or ground.points, not both")
+        elif len(self.points) < 4:
+            raise ValueError(
+                f"ground.points needs at least 4 image/ground pairs, got {len(self.points)}"
+            )
+        return self
+
+
 class CameraConfig(StrictModel):
     """One camera.
 
@@ -67,6 +96,9 @@ class CameraConfig(StrictModel):
     start_seconds: float = Field(default=0.0, ge=0, description="files: start of the segment")
     end_seconds: float | None = Field(default=None, gt=0, description="files: end of segment")
     queue_size: int = Field(default=8, ge=1)
+    ground: GroundCalibration | None = Field(
+        default=None, description="your own calibration of this camera (else learned)"
+    )
     decoder: Literal["opencv", "pyav", "nvdec"] = Field(
         default="opencv",
         description=(
@@ -150,14 +182,30 @@ class DetectorConfig(StrictModel):
         return value
 
 
-class TrackerConfig(StrictModel):
-    """ByteTrack settings (the ``trackers`` package), applied per camera."""
+class TrackerAlgorithm(StrEnum):
+    """Per-camera trackers of the ``trackers`` package."""
 
-    lost_track_seconds: float = Field(default=1.0, gt=0, description="a lost track is kept")
+    BOTSORT = "botsort"
+    BYTETRACK = "bytetrack"
+    OCSORT = "ocsort"
+
+
+class TrackerConfig(StrictModel):
+    """Per-camera tracking (the ``trackers`` package). Buffers are in seconds, so they mean the
+    same whatever ``fps_cap`` is. The default, BoT-SORT with a 2 s buffer, was chosen on the
+    first half of terrace1 (per-camera IDF1; benchmarks/results/accuracy/README.md)."""
+
+    algorithm: TrackerAlgorithm = TrackerAlgorithm.BOTSORT
+    lost_track_seconds: float = Field(default=2.0, gt=0, description="a lost track is kept")
     track_activation_threshold: float = Field(default=0.5, ge=0, le=1)
     high_confidence_threshold: float = Field(default=0.5, ge=0, le=1)
     minimum_consecutive_frames: int = Field(default=2, ge=1)
-    minimum_iou_threshold: float = Field(default=0.1, ge=0, le=1)
+    minimum_iou_threshold: float = Field(
+        default=0.1, ge=0, le=1, description="bytetrack / ocsort: first association"
+    )
+    camera_motion_compensation: bool = Field(
+        default=False, description="botsort: for moving (PTZ, handheld) cameras; costs CPU"
+    )
 
 
 class ClipsConfig(StrictModel):
@@ -274,6 +322,72 @@ class MatchingConfig(StrictModel):
     )
 
 
+class HomographyConfig(StrictModel):
+    """How view-to-view homographies are learned (``pipeline/identity/homography.py``)."""
+
+    min_common_seconds: float = Field(
+        default=1.0, gt=0, description="two tracks both visible this long are a candidate pair"
+    )
+    tolerance_heights: float = Field(
+        default=0.15, gt=0, description="RANSAC tolerance, in median person heights"
+    )
+    min_inliers: int = Field(default=30, ge=4, description="fewer: the views do not overlap")
+    min_track_pairs: int = Field(default=3, ge=1, description="…from at least this many pairs")
+    max_points_per_pair: int = Field(default=40, ge=1, description="correspondences per pair")
+    rounds: int = Field(default=3, ge=1, description="fit, re-select pairs by geometry, refit")
+
+
+class IdentityConfig(StrictModel):
+    """Identities decided over whole tracks (``pipeline/identity/refine.py``): learned
+    geometry, same-camera continuity and constrained clustering. Lengths are in person
+    heights, times in seconds; how each default was chosen is in the README."""
+
+    refine_at_end: bool = Field(
+        default=True, description="an end-of-run pass over whole tracks; into outputs.save_mtmc"
+    )
+    calibration: Path | None = Field(
+        default=None, description="a calibration file from `crosscam calibrate` (else learned)"
+    )
+    min_boxes: int = Field(default=3, ge=1, description="shorter tracks are left out")
+    min_common_samples: int = Field(default=5, ge=1, description="before geometry decides")
+    match_heights: float = Field(default=0.35, gt=0, description="feet this close: same place")
+    nearest_fraction: float = Field(
+        default=0.6, gt=0, le=1, description="…and each the other's nearest this often"
+    )
+    conflict_heights: float = Field(
+        default=1.0, gt=0, description="feet this far apart at the same time: two people"
+    )
+    continuity_seconds: float = Field(
+        default=2.0, ge=0, description="same camera: a track starting this soon after another…"
+    )
+    continuity_heights: float = Field(
+        default=1.0, ge=0, description="…this near where it ended continues it"
+    )
+    overlap_tolerance_seconds: float = Field(
+        default=0.3, ge=0, description="same camera: overlapping longer = two people"
+    )
+    cut_swaps: bool = Field(
+        default=True, description="cut tracks where an overlapping view shows a swap"
+    )
+    swap_min_seconds: float = Field(
+        default=1.0, gt=0, description="a partner in the other view for at least this long"
+    )
+    swap_proximity_heights: float = Field(
+        default=1.0, gt=0, description="…and a neighbour this close: the tracker may swap"
+    )
+    center_cameras: bool = Field(
+        default=True, description="remove each camera's mean embedding before comparing"
+    )
+    threshold: float | None = Field(
+        default=None, ge=-1, le=1, description="appearance merge threshold; null: from the run"
+    )
+    negative_quantile: float = Field(
+        default=0.95, gt=0, lt=1, description="fallback threshold: this quantile of negatives"
+    )
+    min_positives: int = Field(default=10, ge=1, description="fewer: the fallback is used")
+    homography: HomographyConfig = Field(default_factory=HomographyConfig)
+
+
 class RedisConfig(StrictModel):
     """Where events go. ``url`` empty means an embedded Redis under the run folder."""
 
@@ -304,6 +418,9 @@ class OutputsConfig(StrictModel):
         description="runs/<run id>/, the embedded Redis and the spool; default <project>/runs",
     )
     save_mtmc: Path | None = None
+    save_track_log: Path | None = Field(
+        default=None, description="every track's boxes and clip embeddings (.npz), for analysis"
+    )
     save_video: Path | None = None
     status_interval_seconds: float = Field(default=1.0, gt=0)
 
@@ -328,6 +445,7 @@ class CrosscamConfig(StrictModel):
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -494,6 +612,15 @@ def resolve_paths(config: CrosscamConfig, base: Path) -> None:
         config.redis.spool_directory = _absolute(config.redis.spool_directory, base)
     if outputs.save_mtmc is not None:
         outputs.save_mtmc = _absolute(outputs.save_mtmc, base)
+    if config.identity.calibration is not None:
+        config.identity.calibration = _absolute(config.identity.calibration, base)
+        if not config.identity.calibration.is_file():
+            raise ConfigError(
+                f"identity.calibration: file not found: {config.identity.calibration} (write "
+                f"one with: crosscam calibrate --streams {base / 'cams.yaml'})"
+            )
+    if outputs.save_track_log is not None:
+        outputs.save_track_log = _absolute(outputs.save_track_log, base)
     if outputs.save_video is not None:
         outputs.save_video = _absolute(outputs.save_video, base)
 

@@ -35,13 +35,25 @@ class MtmcRecorder:
         rows[:, 3:7] = detections.xyxy
         self._rows.append(rows)
 
-    def write(self, path: Path, global_id_of: Callable[[int, int], int]) -> int:
-        """Write the MTMC file; returns the number of lines written."""
+    def add_track(
+        self, camera_id: int, track_id: int, frame_indices: list[int], xyxy: np.ndarray
+    ) -> None:
+        """Record a whole track at once: its frame indices and float ``(N, 4)`` boxes."""
+        rows = np.empty((len(frame_indices), 7), dtype=np.float64)
+        rows[:, 0] = camera_id
+        rows[:, 1] = track_id
+        rows[:, 2] = frame_indices
+        rows[:, 3:7] = xyxy
+        self._rows.append(rows)
+
+    def write(self, path: Path, global_id_of: Callable[[int, int, int], int]) -> int:
+        """Write the MTMC file; ``global_id_of(camera, track, frame)`` (``-1``: leave the box
+        out). Returns the number of lines written."""
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = np.concatenate(self._rows) if self._rows else np.zeros((0, 7))
         lines: list[tuple[int, int, int, str]] = []
         for camera, track, frame, x1, y1, x2, y2 in rows.tolist():
-            global_id = global_id_of(int(camera), int(track))
+            global_id = global_id_of(int(camera), int(track), int(frame))
             if global_id < 0:
                 continue
             text = (

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import redis
 
 from pipeline.clip_messages import (
@@ -32,6 +33,9 @@ from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
 from pipeline.frame_rate import frame_rate_or_default
+from pipeline.identity.calibration import known_homographies
+from pipeline.identity.refine import Refinement, refine_identities
+from pipeline.identity.track_log import TrackLog
 from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
@@ -127,6 +131,9 @@ class Pipeline:
         self.matcher = self.identity.matcher
         self.publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
+        outputs = config.outputs
+        self.track_log = TrackLog() if outputs.save_mtmc or outputs.save_track_log else None
+        """Whole tracks for the end-of-run identity pass (``pipeline.identity.refine``)."""
         self.video = (
             AnnotatedVideoWriter(config.outputs.save_video, frame_rates)
             if config.outputs.save_video
@@ -361,6 +368,8 @@ class Pipeline:
             self.totals.frames += 1
             if self.mtmc is not None:
                 self.mtmc.update(tracked)
+            if self.track_log is not None:
+                self.track_log.add_frame(tracked)
             if self.video is not None:
                 self.video.update(tracked, self.matcher.global_id_of)
         self._handle_buffer_output(output)
@@ -389,6 +398,16 @@ class Pipeline:
 
     def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
         self.totals.clips_encoded += len(embedded)
+        if self.track_log is not None:
+            for item in embedded:
+                clip = item.clip
+                self.track_log.add_embedding(
+                    clip.camera_id,
+                    clip.track_id,
+                    item.embedding,
+                    clip.quality,
+                    int(np.median(clip.frame_indices)),
+                )
         timeline = self.timeline
         if timeline is not None:
             for item in embedded:
@@ -422,6 +441,24 @@ class Pipeline:
             self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
         self.totals.events += len(sent)
 
+    def _final_identities(self) -> Callable[[int, int, int], int]:
+        """``(camera, track, frame) -> global id`` for the MTMC file: the end-of-run pass over
+        whole tracks (``identity.refine_at_end``), else the online matcher's."""
+        online = self.matcher.global_id_of
+        if not self.config.identity.refine_at_end or self.track_log is None:
+            return lambda camera_id, track_id, frame: online(camera_id, track_id)
+        started = time.monotonic()
+        refinement = refine_identities(
+            self.track_log, self.config.identity, known_homographies(self.config)
+        )
+        global_ids = refinement.global_ids(online)
+        logger.info(
+            "end-of-run identity pass (%.1f s): %s",
+            time.monotonic() - started,
+            _refinement_summary(refinement),
+        )
+        return refinement.lookup(global_ids)
+
     def _shutdown(self) -> RunResult:
         """Stop readers, flush clips, encode, match and publish what is in flight, close."""
         for source in self.sources:
@@ -444,7 +481,9 @@ class Pipeline:
             )
         mtmc_lines = None
         if self.mtmc is not None and self.config.outputs.save_mtmc is not None:
-            mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, self.matcher.global_id_of)
+            mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, self._final_identities())
+        if self.track_log is not None and self.config.outputs.save_track_log is not None:
+            self.track_log.save(self.config.outputs.save_track_log)
         if self.video is not None:
             self.video.close()
         self.publisher.close()
@@ -469,6 +508,21 @@ class Pipeline:
             stopped=self._stop.is_set(),
             mtmc_lines=mtmc_lines,
         )
+
+
+def _refinement_summary(refinement: Refinement) -> str:
+    views = ", ".join(
+        f"{first}->{second} ({view.inliers} inliers, {view.median_error_px:.1f} px)"
+        for (first, second), view in sorted(refinement.homographies.items())
+        if first < second
+    )
+    return (
+        f"{len(refinement.clusters)} clusters; {refinement.swap_cuts} swap cuts, "
+        f"geometry links {refinement.geometric_links}, "
+        f"continuity {refinement.continuity_links}, appearance merges "
+        f"{refinement.appearance_merges} (threshold {refinement.threshold:.2f}); "
+        f"overlapping views: {views or 'none'}"
+    )
 
 
 def _describe_states(sources: Iterable[CameraSource]) -> str:

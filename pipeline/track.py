@@ -1,12 +1,12 @@
-"""Per-camera multi-object tracking with ByteTrack from the ``trackers`` package."""
+"""Per-camera multi-object tracking with the ``trackers`` package (BoT-SORT by default)."""
 
 from __future__ import annotations
 
 import numpy as np
 import supervision as sv
-from trackers import ByteTrackTracker
+from trackers import BoTSORTTracker, ByteTrackTracker, OCSORTTracker
 
-from pipeline.config import TrackerConfig
+from pipeline.config import TrackerAlgorithm, TrackerConfig
 from pipeline.frame_rate import DEFAULT_FRAME_RATE
 from pipeline.records import FrameDetections, select
 
@@ -14,8 +14,11 @@ TRACKERS_REFERENCE_FPS = 30.0
 """``trackers`` counts ``lost_track_buffer`` in frames of a 30 fps video."""
 
 
+Tracker = BoTSORTTracker | ByteTrackTracker | OCSORTTracker
+
+
 class CameraTracker:
-    """ByteTrack for one camera: ``update(detections) -> detections`` with ``tracker_id``.
+    """The configured tracker of one camera: ``update(detections)`` sets ``tracker_id``.
 
     Only confirmed tracks are returned; detections the tracker did not assign are dropped.
     Timestamps drive the motion model, so frame-rate caps and dropped frames are handled.
@@ -26,22 +29,40 @@ class CameraTracker:
         self.frame_rate = frame_rate
         self._tracker = self._build()
 
-    def _build(self) -> ByteTrackTracker:
+    def _build(self) -> Tracker:
+        config = self.config
+        buffer = max(1, round(config.lost_track_seconds * TRACKERS_REFERENCE_FPS))
+        if config.algorithm is TrackerAlgorithm.BOTSORT:
+            return BoTSORTTracker(
+                lost_track_buffer=buffer,
+                frame_rate=self.frame_rate,
+                track_activation_threshold=config.track_activation_threshold,
+                minimum_consecutive_frames=config.minimum_consecutive_frames,
+                high_conf_det_threshold=config.high_confidence_threshold,
+                enable_cmc=config.camera_motion_compensation,
+            )
+        if config.algorithm is TrackerAlgorithm.OCSORT:
+            return OCSORTTracker(
+                lost_track_buffer=buffer,
+                frame_rate=self.frame_rate,
+                minimum_consecutive_frames=config.minimum_consecutive_frames,
+                minimum_iou_threshold=config.minimum_iou_threshold,
+                high_conf_det_threshold=config.high_confidence_threshold,
+            )
         return ByteTrackTracker(
-            lost_track_buffer=max(
-                1, round(self.config.lost_track_seconds * TRACKERS_REFERENCE_FPS)
-            ),
+            lost_track_buffer=buffer,
             frame_rate=self.frame_rate,
-            track_activation_threshold=self.config.track_activation_threshold,
-            minimum_consecutive_frames=self.config.minimum_consecutive_frames,
-            minimum_iou_threshold=self.config.minimum_iou_threshold,
-            high_conf_det_threshold=self.config.high_confidence_threshold,
+            track_activation_threshold=config.track_activation_threshold,
+            minimum_consecutive_frames=config.minimum_consecutive_frames,
+            minimum_iou_threshold=config.minimum_iou_threshold,
+            high_conf_det_threshold=config.high_confidence_threshold,
         )
 
     def update(self, frame_detections: FrameDetections) -> FrameDetections:
         """Assign track ids to one frame's detections (frames must come in time order)."""
+        image = frame_detections.frame.image if self.config.camera_motion_compensation else None
         tracked = self._tracker.update(
-            frame_detections.detections, timestamp=frame_detections.timestamp
+            frame_detections.detections, frame=image, timestamp=frame_detections.timestamp
         )
         if tracked.tracker_id is None or len(tracked) == 0:
             tracked = _with_empty_ids(tracked)

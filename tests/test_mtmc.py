@@ -35,7 +35,7 @@ def test_lines_are_sorted_ai_city_rows_of_tracks_with_a_global_id(tmp_path: Path
     global_ids = {(0, 5): 2, (0, 6): 1, (1, 3): 2}  # track 8 of camera 0 never got an identity
 
     path = tmp_path / "nested" / "out.txt"
-    written = recorder.write(path, lambda camera, track: global_ids.get((camera, track), -1))
+    written = recorder.write(path, lambda camera, track, frame: global_ids.get((camera, track), -1))
 
     assert path.read_text().splitlines() == [
         "0 2 11 12 20 40 99 -1 -1",
@@ -56,7 +56,7 @@ def test_global_ids_are_resolved_when_writing_so_merges_count(tmp_path: Path):
     recorder.update(tracked(0, 1, [[1, 0, 11, 20]], [1]))
     global_ids[(1, 1)] = 4  # identity 9 was merged into 4 after these boxes were recorded
     path = tmp_path / "mtmc.txt"
-    recorder.write(path, lambda camera, track: global_ids.get((camera, track), -1))
+    recorder.write(path, lambda camera, track, frame: global_ids.get((camera, track), -1))
     assert [line.split()[1] for line in path.read_text().splitlines()] == ["4", "4", "4"]
 
 
@@ -65,5 +65,5 @@ def test_untracked_and_empty_frames_are_ignored(tmp_path: Path):
     recorder.update(tracked(0, 0, [[0, 0, 10, 20]], None))
     recorder.update(tracked(0, 1, [], []))
     path = tmp_path / "empty.txt"
-    assert recorder.write(path, lambda camera, track: 1) == 0
+    assert recorder.write(path, lambda camera, track, frame: 1) == 0
     assert path.read_text() == ""

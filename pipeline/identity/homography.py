@@ -23,32 +23,9 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.config import HomographyConfig
 from pipeline.gallery import TrackKey
 from pipeline.identity.trajectories import Trajectory, common_positions
-
-
-@dataclass(frozen=True)
-class HomographyLearning:
-    """Settings of :func:`learn_view_homography`.
-
-    Attributes:
-        min_common_seconds: two tracks are a candidate pair when both were visible this long.
-        tolerance_heights: RANSAC reprojection tolerance, in median person heights of the
-            target view.
-        min_inliers: fewer inlier correspondences: the views are taken not to overlap.
-        min_track_pairs: inliers must come from at least this many track pairs (one person
-            walking a line does not pin down a plane).
-        max_points_per_pair: correspondences taken per track pair (evenly spaced), so long
-            tracks do not outvote the others.
-        rounds: fit, re-select pairs by geometry, fit again; this many fits.
-    """
-
-    min_common_seconds: float = 1.0
-    tolerance_heights: float = 0.15
-    min_inliers: int = 30
-    min_track_pairs: int = 3
-    max_points_per_pair: int = 40
-    rounds: int = 3
 
 
 @dataclass
@@ -142,7 +119,7 @@ def learn_view_homography(
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
     appearance: Mapping[TrackKey, np.ndarray],
-    settings: HomographyLearning | None = None,
+    settings: HomographyConfig | None = None,
 ) -> ViewHomography | None:
     """Learn the homography from the first camera's view to the second's.
 
@@ -155,7 +132,7 @@ def learn_view_homography(
     Returns:
         The fit, or ``None`` when the views do not (visibly) overlap.
     """
-    settings = settings or HomographyLearning()
+    settings = settings or HomographyConfig()
     candidates = _candidate_pairs(first_tracks, second_tracks, settings.min_common_seconds)
     if not candidates:
         return None
@@ -223,7 +200,7 @@ def _geometric_pairs(
     candidates: list[tuple[int, int]],
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
-    settings: HomographyLearning,
+    settings: HomographyConfig,
 ) -> list[tuple[int, int]]:
     """One-to-one pairs (Hungarian on transfer error) whose feet the homography carries onto
     each other within twice the RANSAC tolerance."""
@@ -248,7 +225,7 @@ def _fit_pairs(
     pairs: list[tuple[int, int]],
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
-    settings: HomographyLearning,
+    settings: HomographyConfig,
     seed: int,
 ) -> ViewHomography | None:
     sources, targets, owners, heights = [], [], [], []

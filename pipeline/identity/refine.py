@@ -1,0 +1,488 @@
+"""Identities decided over whole tracks: geometry, continuity and appearance, one global pass.
+
+The clip matcher decides each track's identity from its first clip. This pass revisits every
+track of a window (a whole file replay, or the recent minutes of a live run) with what only
+hindsight gives, in three stages of decreasing certainty:
+
+1. **Same place at the same time.** For every pair of cameras whose views overlap, the
+   ground-plane homography is learned from the footage (:mod:`.homography`). Two tracks of such
+   cameras that coexist are the same person when one's feet, carried into the other view, stay
+   on the other's feet (median transfer error within ``match_heights`` person heights) and each
+   is the other's nearest track most of the time; they are *different* people (a cannot-link)
+   when the feet stay far apart (beyond ``conflict_heights``).
+2. **Same camera, picked up again.** A track that starts shortly after another ended in the same
+   camera (within ``continuity_seconds``), near where it ended (``continuity_heights`` box
+   heights), continues it unless their appearance disagrees (below the negative median).
+3. **Appearance.** Constrained average-linkage clustering of what remains, on cosine
+   similarities of per-camera-centred embeddings (the camera's mean embedding removed, which
+   spreads the narrow band of non-negative features), up to a threshold derived from the run:
+   the value that best separates the run's own positives (stage 1 pairs) from its negatives
+   (cannot-link pairs), or a high quantile of the negatives when there are too few positives.
+
+Cannot-links are hard throughout: two tracks of one camera seen at the same time, and tracks of
+overlapping views seen at the same time far apart, never end in one identity.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import IdentityConfig
+from pipeline.gallery import TrackKey
+from pipeline.identity.homography import (
+    ViewHomography,
+    learn_view_homography,
+    project,
+)
+from pipeline.identity.swaps import cut_records, swap_times
+from pipeline.identity.track_log import PieceKey, TrackLog, TrackRecord
+from pipeline.identity.trajectories import Trajectory, common_positions
+
+
+@dataclass
+class Refinement:
+    """The outcome of one pass.
+
+    Attributes:
+        clusters: the track keys of each identity (every logged usable track in exactly one).
+        homographies: learned view homographies by ``(from camera, to camera)``, both ways.
+        threshold: the appearance merge threshold used.
+        geometric_links / continuity_links / appearance_merges: how many of each stage.
+        cannot_links: hard negative pairs.
+    """
+
+    clusters: list[list[PieceKey]]
+    homographies: dict[tuple[int, int], ViewHomography]
+    threshold: float
+    pieces: dict[PieceKey, TrackRecord] = field(default_factory=dict)
+    geometric_links: int = 0
+    continuity_links: int = 0
+    appearance_merges: int = 0
+    cannot_links: int = 0
+    swap_cuts: int = 0
+
+    def identity_of(self) -> dict[PieceKey, int]:
+        """Piece key → cluster index."""
+        return {key: index for index, keys in enumerate(self.clusters) for key in keys}
+
+    def track_identity_of(self) -> dict[TrackKey, int]:
+        """Track key → cluster index of its first piece."""
+        found: dict[TrackKey, int] = {}
+        for key, index in sorted(self.identity_of().items()):
+            found.setdefault((key[0], key[1]), index)
+        return found
+
+    def lookup(self, global_ids: dict[PieceKey, int]) -> Callable[[int, int, int], int]:
+        """``(camera, track, frame) -> global id`` (``-1``: none) from :meth:`global_ids`."""
+        starts: dict[TrackKey, list[tuple[int, int]]] = {}
+        for (camera, track, first), global_id in sorted(global_ids.items()):
+            starts.setdefault((camera, track), []).append((first, global_id))
+
+        def global_id_of(camera: int, track: int, frame: int) -> int:
+            pieces = starts.get((camera, track))
+            if not pieces:
+                return -1
+            position = bisect_right(pieces, (frame, np.iinfo(np.int64).max)) - 1
+            return pieces[max(position, 0)][1]
+
+        return global_id_of
+
+    def global_ids(self, online_id_of: Callable[[int, int], int]) -> dict[PieceKey, int]:
+        """Track key → global id: each cluster keeps the online identity most of its boxes
+        had (each online id serves one cluster), the others get ids after the highest online
+        one. Clusters without any embedded track (never matched online either) get none."""
+        highest = max(
+            (online_id_of(key[0], key[1]) for keys in self.clusters for key in keys), default=0
+        )
+        votes: list[tuple[int, int, int]] = []
+        for index, keys in enumerate(self.clusters):
+            counts: dict[int, int] = {}
+            for key in keys:
+                online = online_id_of(key[0], key[1])
+                if online >= 0:
+                    counts[online] = counts.get(online, 0) + len(self.pieces[key].timestamps)
+            votes.extend((-count, index, online) for online, count in counts.items())
+        chosen: dict[int, int] = {}
+        taken: set[int] = set()
+        for _, index, online in sorted(votes):
+            if index not in chosen and online not in taken:
+                chosen[index], taken = online, taken | {online}
+        next_id = max(highest, 0) + 1
+        result: dict[PieceKey, int] = {}
+        for index, keys in enumerate(self.clusters):
+            if index not in chosen:
+                if not any(self.pieces[key].embeddings for key in keys):
+                    continue
+                chosen[index], next_id = next_id, next_id + 1
+            result.update((key, chosen[index]) for key in keys)
+        return result
+
+
+def centred_embeddings(records: Sequence[TrackRecord], center: bool) -> np.ndarray:
+    """float32 ``(N, D)`` unit track embeddings (zeros for tracks without clips), each camera's
+    mean embedding removed first when ``center``."""
+    means = [record.mean_embedding() for record in records]
+    dimension = next((mean.shape[0] for mean in means if mean is not None), 1)
+    embeddings = np.zeros((len(records), dimension), dtype=np.float64)
+    has = np.zeros(len(records), dtype=bool)
+    for row, mean in enumerate(means):
+        if mean is not None:
+            embeddings[row], has[row] = mean, True
+    if center:
+        cameras = np.array([record.camera_id for record in records])
+        for camera in np.unique(cameras):
+            rows = (cameras == camera) & has
+            if rows.sum() >= 2:
+                embeddings[rows] -= embeddings[rows].mean(axis=0)
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def decision_threshold(
+    positives: np.ndarray, negatives: np.ndarray, settings: IdentityConfig
+) -> float:
+    """The similarity that best separates positives from negatives (lowest balanced error), or
+    a quantile of the negatives when positives are too few; 1.0 (merge nothing) with neither."""
+    if settings.threshold is not None:
+        return settings.threshold
+    if len(negatives) == 0:
+        return 1.0
+    if len(positives) < settings.min_positives:
+        return float(np.quantile(negatives, settings.negative_quantile))
+    candidates = np.unique(np.concatenate([positives, negatives]))
+    positives, negatives = np.sort(positives), np.sort(negatives)
+    missed = np.searchsorted(positives, candidates, side="left") / len(positives)
+    accepted = 1.0 - np.searchsorted(negatives, candidates, side="left") / len(negatives)
+    best = int(np.argmin(missed + accepted))
+    return float(candidates[best])
+
+
+class _Clusters:
+    """Union of tracks into clusters with cannot-links between clusters."""
+
+    def __init__(self, count: int, cannot: np.ndarray) -> None:
+        self.parent = list(range(count))
+        self.members: dict[int, list[int]] = {index: [index] for index in range(count)}
+        self.cannot = cannot.copy()
+        """bool ``(N, N)`` between cluster roots (rows of non-roots are stale)."""
+
+    def root(self, index: int) -> int:
+        while self.parent[index] != index:
+            self.parent[index] = self.parent[self.parent[index]]
+            index = self.parent[index]
+        return index
+
+    def can_join(self, first: int, second: int) -> bool:
+        a, b = self.root(first), self.root(second)
+        return a != b and not self.cannot[a, b]
+
+    def join(self, first: int, second: int) -> int:
+        """Merge the clusters of two tracks; returns the new root."""
+        a, b = self.root(first), self.root(second)
+        if len(self.members[a]) < len(self.members[b]):
+            a, b = b, a
+        self.parent[b] = a
+        self.members[a].extend(self.members.pop(b))
+        self.cannot[a] |= self.cannot[b]
+        self.cannot[:, a] = self.cannot[a]
+        return a
+
+
+def learn_homographies(
+    records: Sequence[TrackRecord],
+    trajectories: Sequence[Trajectory],
+    embeddings: np.ndarray,
+    settings: IdentityConfig,
+    known: dict[tuple[int, int], ViewHomography] | None = None,
+) -> dict[tuple[int, int], ViewHomography]:
+    """View homographies of every camera pair whose views overlap, both directions: ``known``
+    ones as given, the others learned from the tracks (``embeddings``: rows of ``records``,
+    zero rows for tracks without clips). Pairs missing from the result do not overlap."""
+    views = dict(known or {})
+    cameras = np.array([record.camera_id for record in records])
+    camera_ids = np.unique(cameras).tolist()
+    for first_camera in camera_ids:
+        for second_camera in camera_ids:
+            if second_camera <= first_camera:
+                continue
+            if (first_camera, second_camera) in views or (second_camera, first_camera) in views:
+                view = views.get((first_camera, second_camera))
+                if view is None:
+                    view = views[(second_camera, first_camera)].inverse()
+            else:
+                rows = np.flatnonzero((cameras == first_camera) | (cameras == second_camera))
+                appearance = {
+                    records[row].key: embeddings[row]
+                    for row in rows.tolist()
+                    if records[row].embeddings
+                }
+                view = learn_view_homography(
+                    [trajectories[row] for row in np.flatnonzero(cameras == first_camera).tolist()],
+                    [
+                        trajectories[row]
+                        for row in np.flatnonzero(cameras == second_camera).tolist()
+                    ],
+                    appearance,
+                    settings.homography,
+                )
+            if view is None:
+                continue
+            views[(first_camera, second_camera)] = view
+            views[(second_camera, first_camera)] = view.inverse()
+    return views
+
+
+def refine_identities(
+    log: TrackLog,
+    settings: IdentityConfig | None = None,
+    homographies: dict[tuple[int, int], ViewHomography] | None = None,
+) -> Refinement:
+    """One global pass over every usable track of ``log`` (see the module docstring).
+
+    ``homographies`` given (a user's calibration, or learned earlier): used for those camera
+    pairs instead of learning them.
+    """
+    settings = settings or IdentityConfig()
+    records = log.usable(settings.min_boxes, need_embedding=False)
+    if not records:
+        return Refinement([], {}, 1.0)
+    trajectories = [record.trajectory() for record in records]
+    embeddings = centred_embeddings(records, settings.center_cameras)
+    views = learn_homographies(records, trajectories, embeddings, settings, homographies)
+    cuts = swap_times(records, trajectories, views, settings) if settings.cut_swaps else {}
+    if cuts:
+        records = cut_records(records, cuts)
+        trajectories = [record.trajectory() for record in records]
+        embeddings = centred_embeddings(records, settings.center_cameras)
+    count = len(records)
+    keys = [record.piece_key for record in records]
+    has_embedding = np.array([bool(record.embeddings) for record in records])
+    similarity = embeddings @ embeddings.T
+    cameras = np.array([record.camera_id for record in records])
+    starts = np.array([t.start for t in trajectories])
+    ends = np.array([t.end for t in trajectories])
+    overlap = np.minimum(ends[:, None], ends[None, :]) - np.maximum(starts[:, None], starts[None])
+
+    cannot = (cameras[:, None] == cameras[None, :]) & (overlap > settings.overlap_tolerance_seconds)
+    np.fill_diagonal(cannot, False)
+    links: list[tuple[float, int, int]] = []
+    for (first_camera, second_camera), view in views.items():
+        if first_camera > second_camera:
+            continue
+        pair_links, pair_conflicts = _geometric_evidence(
+            view,
+            trajectories,
+            np.flatnonzero(cameras == first_camera),
+            np.flatnonzero(cameras == second_camera),
+            settings,
+        )
+        links.extend(pair_links)
+        for row, column in pair_conflicts:
+            cannot[row, column] = cannot[column, row] = True
+
+    clusters = _Clusters(count, cannot)
+    positives: list[float] = []
+    geometric = 0
+    for _, row, column in sorted(links):
+        if has_embedding[row] and has_embedding[column]:
+            positives.append(float(similarity[row, column]))
+        if clusters.can_join(row, column):
+            clusters.join(row, column)
+            geometric += 1
+    both = has_embedding[:, None] & has_embedding[None, :]
+    negatives = similarity[np.triu(cannot & both, 1)]
+    threshold = decision_threshold(np.asarray(positives), negatives, settings)
+
+    continuity = 0
+    for row, column in continuity_pairs(records, trajectories, settings):
+        # a piece after a swap cut joins its own track's earlier piece only on appearance
+        same_track = records[column].cut_before and records[row].key == records[column].key
+        embedded = has_embedding[row] and has_embedding[column]
+        if same_track and not embedded:
+            continue
+        if embedded and similarity[row, column] < threshold:
+            continue
+        if clusters.can_join(row, column):
+            clusters.join(row, column)
+            continuity += 1
+
+    clip_counts = np.array([len(record.embeddings) for record in records], dtype=np.float64)
+    merges = _average_linkage(clusters, similarity, clip_counts, threshold)
+    grouped = sorted(
+        (sorted(keys[index] for index in members) for members in clusters.members.values()),
+        key=lambda group: group[0],
+    )
+    return Refinement(
+        grouped,
+        views,
+        threshold,
+        pieces={record.piece_key: record for record in records},
+        swap_cuts=sum(len(times) for times in cuts.values()),
+        geometric_links=geometric,
+        continuity_links=continuity,
+        appearance_merges=merges,
+        cannot_links=int(np.triu(cannot, 1).sum()),
+    )
+
+
+def _geometric_evidence(
+    view: ViewHomography,
+    trajectories: Sequence[Trajectory],
+    first_rows: np.ndarray,
+    second_rows: np.ndarray,
+    settings: IdentityConfig,
+) -> tuple[list[tuple[float, int, int]], list[tuple[int, int]]]:
+    """Same-place links ``(error, row, column)`` and far-apart cannot-links between the tracks
+    of two overlapping cameras (rows index ``trajectories``)."""
+    links: list[tuple[float, int, int]] = []
+    conflicts: list[tuple[int, int]] = []
+    nearest_hits: dict[tuple[int, int], float] = {}
+    errors: dict[tuple[int, int], float] = {}
+    for direction, (sources, targets, matrix) in enumerate(
+        [(first_rows, second_rows, view.matrix), (second_rows, first_rows, view.inverse().matrix)]
+    ):
+        for source in sources.tolist():
+            trajectory = trajectories[source]
+            per_target: list[tuple[int, np.ndarray, np.ndarray]] = []
+            for target in targets.tolist():
+                other = trajectories[target]
+                if trajectory.overlap_seconds(other) <= 0:
+                    continue
+                times, feet, other_feet = common_positions(trajectory, other)
+                if len(times) < settings.min_common_samples:
+                    continue
+                scale = max(float(np.median(other.heights)), 1.0)
+                distance = np.linalg.norm(project(matrix, feet) - other_feet, axis=1) / scale
+                per_target.append((target, times, distance))
+                if direction == 0:
+                    errors[(source, target)] = float(np.median(distance))
+            if not per_target:
+                continue
+            # at each of the source's timestamps, which coexisting target is nearest
+            all_times = np.unique(np.concatenate([times for _, times, _ in per_target]))
+            nearest = np.full(len(all_times), np.inf)
+            for _, times, distance in per_target:
+                positions = np.searchsorted(all_times, times)
+                nearest[positions] = np.minimum(nearest[positions], distance)
+            for target, times, distance in per_target:
+                positions = np.searchsorted(all_times, times)
+                hits = float(np.mean(distance <= nearest[positions] + 1e-9))
+                pair = (source, target) if direction == 0 else (target, source)
+                nearest_hits[pair] = min(nearest_hits.get(pair, 1.0), hits) if direction else hits
+    for (row, column), error in errors.items():
+        hits = nearest_hits.get((row, column), 0.0)
+        if error <= settings.match_heights and hits >= settings.nearest_fraction:
+            links.append((error, row, column))
+        elif error > settings.conflict_heights:
+            conflicts.append((row, column))
+    return links, conflicts
+
+
+def continuity_pairs(
+    records: Sequence[TrackRecord], trajectories: Sequence[Trajectory], settings: IdentityConfig
+) -> list[tuple[int, int]]:
+    """``(ended, started)`` row pairs of one camera where the started track picks up the
+    ended one: it starts within ``continuity_seconds`` of the end, within
+    ``continuity_heights`` of where it ended, and the pick-up is unambiguous (each is the
+    other's only candidate within that radius: in a crowd, the nearest is not always right)."""
+    cameras = np.array([record.camera_id for record in records])
+    starts = np.array([trajectory.start for trajectory in trajectories])
+    ends = np.array([trajectory.end for trajectory in trajectories])
+    candidates: dict[int, list[int]] = {}
+    for column in range(len(records)):
+        ended = np.flatnonzero(
+            (cameras == cameras[column])
+            & (ends < starts[column] + settings.overlap_tolerance_seconds)
+            & (starts[column] - ends <= settings.continuity_seconds)
+        )
+        near = [
+            row
+            for row in ended.tolist()
+            if row != column
+            and _pickup_distance(trajectories[row], trajectories[column])
+            <= settings.continuity_heights
+        ]
+        if near:
+            candidates[column] = near
+    claimed: dict[int, int] = {}
+    for near in candidates.values():
+        for row in near:
+            claimed[row] = claimed.get(row, 0) + 1
+    return sorted(
+        (rows[0], column)
+        for column, rows in candidates.items()
+        if len(rows) == 1
+        and claimed[rows[0]] == 1
+        and not _someone_else_near(trajectories, cameras, rows[0], column, settings)
+    )
+
+
+def _someone_else_near(
+    trajectories: Sequence[Trajectory],
+    cameras: np.ndarray,
+    ended: int,
+    started: int,
+    settings: IdentityConfig,
+) -> bool:
+    """Whether another track of the camera was within ``continuity_heights`` of where
+    ``started`` appeared, when it appeared (then it may be that person, not ``ended``'s)."""
+    trajectory = trajectories[started]
+    when, where = trajectory.start, trajectory.feet[0]
+    scale = max(float(trajectory.heights[0]), 1.0)
+    for row in np.flatnonzero(cameras == cameras[started]).tolist():
+        other = trajectories[row]
+        if row in (ended, started) or not other.start <= when <= other.end:
+            continue
+        position = np.searchsorted(other.timestamps, when).clip(0, len(other.timestamps) - 1)
+        distance = float(np.linalg.norm(other.feet[position] - where)) / scale
+        if distance <= settings.continuity_heights:
+            return True
+    return False
+
+
+def _pickup_distance(ended: Trajectory, started: Trajectory) -> float:
+    """Distance from where ``ended`` was last seen to where ``started`` was first seen, in the
+    ended track's last box heights."""
+    scale = max(float(ended.heights[-1]), 1.0)
+    return float(np.linalg.norm(started.feet[0] - ended.feet[-1])) / scale
+
+
+def _average_linkage(
+    clusters: _Clusters, similarity: np.ndarray, weights: np.ndarray, threshold: float
+) -> int:
+    """Merge the most similar allowed pair of clusters while their linkage is at least
+    ``threshold``; returns the number of merges. The linkage is the mean similarity over
+    pairs of their pieces, each weighted by ``weights`` (its number of clips: a piece seen
+    longer is better known)."""
+    roots = sorted(clusters.members)
+    size = len(roots)
+    member_matrix = np.zeros((size, len(weights)))
+    for position, root in enumerate(roots):
+        members = clusters.members[root]
+        member_matrix[position, members] = weights[members]
+    totals = member_matrix @ similarity @ member_matrix.T
+    counts = member_matrix.sum(axis=1)
+    blocked = clusters.cannot[np.ix_(roots, roots)].copy()
+    np.fill_diagonal(blocked, True)
+    blocked[counts == 0] = True
+    blocked[:, counts == 0] = True
+    merges = 0
+    while True:
+        linkage = np.where(blocked, -np.inf, totals / np.maximum(np.outer(counts, counts), 1.0))
+        best = int(np.argmax(linkage))
+        first, second = divmod(best, size)
+        if linkage[first, second] < threshold:
+            return merges
+        clusters.join(roots[first], roots[second])
+        totals[first] += totals[second]
+        totals[:, first] += totals[:, second]
+        counts[first] += counts[second]
+        blocked[first] |= blocked[second]
+        blocked[:, first] = blocked[first]
+        blocked[second, :] = True
+        blocked[:, second] = True
+        merges += 1
