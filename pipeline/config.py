@@ -345,8 +345,17 @@ class IdentityConfig(StrictModel):
     refine_at_end: bool = Field(
         default=True, description="an end-of-run pass over whole tracks; into outputs.save_mtmc"
     )
+    refine_every_seconds: float = Field(
+        default=10.0, ge=0, description="re-cluster the recent window this often; 0: never"
+    )
+    window_seconds: float = Field(
+        default=300.0, gt=0, description="the recent footage re-clustered online"
+    )
     calibration: Path | None = Field(
         default=None, description="a calibration file from `crosscam calibrate` (else learned)"
+    )
+    learn_geometry: bool = Field(
+        default=True, description="learn view homographies from the footage where not given"
     )
     min_boxes: int = Field(default=3, ge=1, description="shorter tracks are left out")
     min_common_samples: int = Field(default=5, ge=1, description="before geometry decides")

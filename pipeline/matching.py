@@ -399,17 +399,25 @@ class IdentityMatcher:
                 candidate = self.gallery.identities[best]
                 candidate_similarity = float(similarities[best])
         if candidate is not None and not identity.ever_simultaneous_with(candidate):
-            self._merge(identity, candidate, item, candidate_similarity, result)
+            event = self._event(EventType.IDENTITY_MERGED, item, candidate, candidate_similarity)
+            self._merge(identity, candidate, event, result)
         self._check_appearance(item, result)
 
-    def _merge(
-        self,
-        first: Identity,
-        second: Identity,
-        item: EmbeddedClip,
-        similarity: float,
-        result: MatchResult,
-    ) -> None:
+    def merge_identities(
+        self, first_id: int, second_id: int, event: Event, result: MatchResult
+    ) -> bool:
+        """Merge two identities on outside evidence (the whole-track pass,
+        ``pipeline/identity/online.py``) unless they were seen at the same time in one camera;
+        ``event`` (its type and global id are set here) describes where. True when merged."""
+        first, second = self.identities.get(first_id), self.identities.get(second_id)
+        if first is None or second is None or first is second:
+            return False
+        if first.ever_simultaneous_with(second):
+            return False
+        self._merge(first, second, event, result)
+        return True
+
+    def _merge(self, first: Identity, second: Identity, event: Event, result: MatchResult) -> None:
         """Fold the younger identity into the older (smaller id) and publish the merge."""
         keep, fold = (first, second) if first.global_id < second.global_id else (second, first)
         total = keep.weight + fold.weight
@@ -430,7 +438,8 @@ class IdentityMatcher:
         del self.identities[fold.global_id]
         self.gallery.upsert(keep)
         self.gallery.remove([fold.global_id])
-        event = self._event(EventType.IDENTITY_MERGED, item, keep, similarity)
+        event.type = EventType.IDENTITY_MERGED
+        event.global_id = keep.global_id
         event.merged_ids = [fold.global_id]
         result.events.append(event)
         result.changed = [identity for identity in result.changed if identity is not fold]

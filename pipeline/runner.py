@@ -34,6 +34,7 @@ from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
 from pipeline.frame_rate import frame_rate_or_default
 from pipeline.identity.calibration import known_homographies
+from pipeline.identity.online import OnlineRefinement
 from pipeline.identity.refine import Refinement, refine_identities
 from pipeline.identity.track_log import TrackLog
 from pipeline.identity_service import IdentityService
@@ -131,9 +132,13 @@ class Pipeline:
         self.matcher = self.identity.matcher
         self.publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
-        outputs = config.outputs
-        self.track_log = TrackLog() if outputs.save_mtmc or outputs.save_track_log else None
-        """Whole tracks for the end-of-run identity pass (``pipeline.identity.refine``)."""
+        self.track_log = self._track_log()
+        """Whole tracks for the identity passes (``pipeline.identity.refine``)."""
+        self.online_refinement = (
+            OnlineRefinement(config.identity, known_homographies(config))
+            if self.track_log is not None and edge_name is None
+            else None
+        )
         self.video = (
             AnnotatedVideoWriter(config.outputs.save_video, frame_rates)
             if config.outputs.save_video
@@ -143,6 +148,16 @@ class Pipeline:
         self._reload = threading.Event()
         self.started_at = time.monotonic()
         self.gallery_read = True
+
+    def _track_log(self) -> TrackLog | None:
+        """A log for the end-of-run pass (MTMC output), the online passes, or to save; file
+        replays keep every track, live cameras the last ``identity.window_seconds``."""
+        config = self.config
+        online = config.identity.refine_every_seconds > 0 and self.edge_name is None
+        if not (online or config.outputs.save_mtmc or config.outputs.save_track_log):
+            return None
+        files = all(source.lockstep for source in self.sources)
+        return TrackLog(None if files else config.identity.window_seconds)
 
     def stop(self) -> None:
         """Ask the loop to end after the current tick (safe from a signal handler)."""
@@ -374,6 +389,15 @@ class Pipeline:
                 self.video.update(tracked, self.matcher.global_id_of)
         self._handle_buffer_output(output)
         self._match_and_publish(self.encoder.collect())
+        self._refine_online()
+
+    def _refine_online(self) -> None:
+        """Run the periodic whole-track pass when due and publish the merges it made."""
+        if self.online_refinement is None or self.track_log is None:
+            return
+        result = self.online_refinement.maybe_refine(self.track_log, self.matcher)
+        if result is not None and result.events:
+            self._publish(result.events, result)
 
     def _handle_buffer_output(self, output: ClipBufferOutput) -> None:
         for track in output.started:

@@ -213,6 +213,8 @@ def learn_homographies(
                 view = views.get((first_camera, second_camera))
                 if view is None:
                     view = views[(second_camera, first_camera)].inverse()
+            elif not settings.learn_geometry:
+                continue
             else:
                 rows = np.flatnonzero((cameras == first_camera) | (cameras == second_camera))
                 appearance = {

@@ -163,6 +163,23 @@ class TrackLog:
                 segment.records[key] = record.piece(inside[0], inside[-1] + 1, cut_before=False)
         return segment
 
+    def recent(self, seconds: float) -> TrackLog:
+        """The tracks seen in the last ``seconds`` (relative to their camera's newest frame),
+        sharing this log's records."""
+        recent = TrackLog(self.keep_seconds)
+        recent._newest = dict(self._newest)
+        recent.records = {
+            key: record
+            for key, record in self.records.items()
+            if record.timestamps
+            and self._newest.get(key[0], 0.0) - record.last_timestamp <= seconds
+        }
+        return recent
+
+    def newest_timestamp(self) -> float | None:
+        """The newest frame timestamp logged, any camera (None before the first frame)."""
+        return max(self._newest.values()) if self._newest else None
+
     def prune(self) -> int:
         """Forget tracks older than ``keep_seconds``; returns how many were forgotten."""
         if self.keep_seconds is None:

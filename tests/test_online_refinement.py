@@ -1,0 +1,82 @@
+"""The periodic whole-track pass reconciling the live gallery (pipeline/identity/online.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.config import IdentityConfig
+from pipeline.events import EventType
+from pipeline.identity.homography import project
+from pipeline.identity.online import OnlineRefinement, reconcile
+from pipeline.identity.refine import refine_identities
+from pipeline.identity.track_log import TrackLog
+from tests.test_matching import axis, embedded, matcher
+from tests.test_refine import MATRIX, _add_track, _calibration_crowd, _walk
+
+
+def _scene() -> tuple[TrackLog, np.ndarray]:
+    """The calibration crowd plus one person walking in both views (tracks 0/60 and 1/160),
+    dressed so that the two views' clips look unlike (their own look per view)."""
+    rng = np.random.default_rng(7)
+    log = TrackLog()
+    _calibration_crowd(log, rng)
+    feet = _walk((120, 180), (8, 4), seconds=8)
+    _add_track(log, 0, 60, 50.0, feet, rng.normal(size=32))
+    _add_track(log, 1, 160, 50.0, project(MATRIX, feet), rng.normal(size=32))
+    return log, feet
+
+
+def test_one_person_with_two_online_identities_is_merged_by_geometry():
+    log, _ = _scene()
+    gallery = matcher()
+    # the matcher saw the two views' clips as two people (orthogonal embeddings)
+    gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+    gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+    first, second = gallery.global_id_of(0, 60), gallery.global_id_of(1, 160)
+    assert first != second
+    result = reconcile(refine_identities(log), gallery)
+    merged = [event for event in result.events if event.type is EventType.IDENTITY_MERGED]
+    assert len(merged) == 1
+    assert merged[0].global_id == min(first, second)
+    assert merged[0].merged_ids == [max(first, second)]
+    assert gallery.global_id_of(0, 60) == gallery.global_id_of(1, 160) == min(first, second)
+    assert max(first, second) in result.removed
+
+
+def test_identities_seen_together_in_one_camera_are_never_merged():
+    """Refinement may put them together (here: forced, by a threshold that merges all), the
+    matcher's rule still holds: two tracks seen at once in one camera stay two people."""
+    log = TrackLog()
+    look = np.ones(8)
+    _add_track(log, 0, 1, 0.0, _walk((50, 200), (5, 0), 5), look)
+    _add_track(log, 0, 2, 6.0, _walk((250, 200), (-5, 0), 5), look)
+    gallery = matcher()
+    gallery.update([embedded(0, 1, axis(0), 0.0, 5.0), embedded(0, 7, axis(2), 0.0, 5.0)])
+    gallery.update([embedded(0, 2, axis(1), 6.0, 11.0)])
+    gallery.update([embedded(0, 7, axis(2), 6.0, 11.0)])  # track 7 was there all along...
+    # ...and joins track 2's identity by hand, so it was seen together with track 1's
+    gallery.identities[gallery.global_id_of(0, 2)].tracks.update(
+        gallery.identities[gallery.global_id_of(0, 7)].tracks
+    )
+    refinement = refine_identities(log, IdentityConfig(threshold=-1.0))
+    assert len(refinement.clusters) == 1
+    result = reconcile(refinement, gallery)
+    assert result.events == []
+    assert gallery.global_id_of(0, 1) != gallery.global_id_of(0, 2)
+
+
+def test_passes_run_every_refine_every_seconds_of_footage():
+    log, _ = _scene()
+    gallery = matcher()
+    gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+    gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+    online = OnlineRefinement(IdentityConfig(refine_every_seconds=10.0), {})
+    first = TrackLog()
+    first.records = {key: record for key, record in log.records.items()}
+    first._newest = {0: 0.0, 1: 0.0}
+    assert online.maybe_refine(first, gallery) is None  # starts the clock
+    first._newest = {0: 5.0, 1: 5.0}
+    assert online.maybe_refine(first, gallery) is None  # not due
+    result = online.maybe_refine(log, gallery)  # 58 s: due
+    assert result is not None and online.passes == 1 and online.merges == 1
+    assert (0, 1) in online.homographies  # learned once, kept for the next passes
