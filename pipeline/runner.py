@@ -503,6 +503,14 @@ class Pipeline:
                 "Redis unreachable at shutdown: %d events could not be published",
                 self.publisher.buffered_events,
             )
+        online = self.online_refinement
+        if online is not None and online.passes:
+            logger.info(
+                "online identity passes: %d, %d identities merged, %.1f s in all",
+                online.passes,
+                online.merges,
+                online.seconds_total,
+            )
         mtmc_lines = None
         if self.mtmc is not None and self.config.outputs.save_mtmc is not None:
             mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, self._final_identities())

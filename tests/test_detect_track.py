@@ -7,10 +7,11 @@ import time
 import cv2
 import numpy as np
 import pytest
+import supervision as sv
 
 from pipeline.config import DetectorConfig, TrackerConfig
 from pipeline.detect import PersonDetector
-from pipeline.records import Frame
+from pipeline.records import Frame, FrameDetections
 from pipeline.track import CameraTracker
 from tests.conftest import ASSETS
 
@@ -72,3 +73,31 @@ def test_tracker_keeps_ids_stable_over_consecutive_frames(detector: PersonDetect
     tracker.reset()
     again = tracker.update(detector.detect(frames[:1])[0])
     assert again.detections.tracker_id is not None
+
+
+@pytest.mark.parametrize("algorithm", ["botsort", "bytetrack", "ocsort"])
+@pytest.mark.parametrize("frame_rate", [5.0, 25.0])
+def test_the_lost_track_buffer_is_in_seconds_whatever_the_frame_rate(algorithm, frame_rate):
+    """A person unseen for 1.5 s keeps their track with a 2 s buffer and loses it with a 1 s
+    one, at 5 and at 25 frames per second alike."""
+    kept = {}
+    for lost_seconds in (1.0, 2.0):
+        tracker = CameraTracker(
+            TrackerConfig(algorithm=algorithm, lost_track_seconds=lost_seconds), frame_rate
+        )
+        ids = []
+        for index in range(int(6 * frame_rate)):
+            timestamp = index / frame_rate
+            if 2.0 <= timestamp < 3.5:
+                boxes = np.zeros((0, 4), dtype=np.float32)
+            else:
+                boxes = np.array([[100 + 4 * timestamp, 50, 140 + 4 * timestamp, 150]], np.float32)
+            detections = sv.Detections(
+                xyxy=boxes, confidence=np.full(len(boxes), 0.9), class_id=np.zeros(len(boxes), int)
+            )
+            frame = Frame(0, index, timestamp, np.zeros((200, 300, 3), np.uint8), 0.0)
+            tracked = tracker.update(FrameDetections(frame, detections)).detections
+            ids.extend(int(track_id) for track_id in tracked.tracker_id)
+        kept[lost_seconds] = len(set(ids))
+    assert kept[2.0] == 1
+    assert kept[1.0] == 2
