@@ -34,7 +34,7 @@ from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
 from pipeline.frame_rate import frame_rate_or_default
 from pipeline.identity.calibration import known_homographies
-from pipeline.identity.online import OnlineRefinement
+from pipeline.identity.online import OnlineRefinement, reconcile
 from pipeline.identity.refine import Refinement, refine_identities
 from pipeline.identity.track_log import TrackLog
 from pipeline.identity_service import IdentityService
@@ -465,16 +465,22 @@ class Pipeline:
             self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
         self.totals.events += len(sent)
 
-    def _final_identities(self) -> Callable[[int, int, int], int]:
-        """``(camera, track, frame) -> global id`` for the MTMC file: the end-of-run pass over
-        whole tracks (``identity.refine_at_end``), else the online matcher's."""
+    def _end_of_run_pass(self) -> Callable[[int, int, int], int]:
+        """The end-of-run pass over whole tracks (``identity.refine_at_end``): the identities
+        it joins are merged in the gallery (published with the last events), and it returns
+        ``(camera, track, frame) -> global id`` for the MTMC file; without it, the online
+        matcher's ids."""
         online = self.matcher.global_id_of
         if not self.config.identity.refine_at_end or self.track_log is None:
             return lambda camera_id, track_id, frame: online(camera_id, track_id)
         started = time.monotonic()
-        refinement = refine_identities(
-            self.track_log, self.config.identity, known_homographies(self.config)
-        )
+        known = known_homographies(self.config)
+        if self.online_refinement is not None:
+            known = {**self.online_refinement.homographies, **known}
+        refinement = refine_identities(self.track_log, self.config.identity, known)
+        if self.edge_name is None:
+            merged = reconcile(refinement, self.matcher)
+            self._publish(merged.events, merged)
         global_ids = refinement.global_ids(online)
         logger.info(
             "end-of-run identity pass (%.1f s): %s",
@@ -497,6 +503,7 @@ class Pipeline:
         self.encoder.close()
         if self.edge_name is None:
             self._publish(self.identity.pending_ends())
+        final_identities = self._end_of_run_pass()
         all_sent = self.publisher.flush()
         if not all_sent:
             logger.error(
@@ -513,7 +520,7 @@ class Pipeline:
             )
         mtmc_lines = None
         if self.mtmc is not None and self.config.outputs.save_mtmc is not None:
-            mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, self._final_identities())
+            mtmc_lines = self.mtmc.write(self.config.outputs.save_mtmc, final_identities)
         if self.track_log is not None and self.config.outputs.save_track_log is not None:
             self.track_log.save(self.config.outputs.save_track_log)
         if self.video is not None:
