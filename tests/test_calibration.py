@@ -134,3 +134,15 @@ def test_user_ground_calibration_needs_four_points(tmp_path):
     )
     with pytest.raises(ConfigError, match="at least 4"):
         load_config(_streams(tmp_path, cameras=cameras))
+
+
+def test_calibrate_learns_the_bundled_views_from_the_cameras(tmp_path, capsys):
+    """The real path: 30 s of both terrace cameras through the pipeline (detector, tracker,
+    encoder, a throwaway embedded Redis), then the fit and its picture."""
+    out = tmp_path / "calibration.yaml"
+    streams = REPOSITORY / "configs" / "demo.yaml"
+    code = calibrate.main(["--streams", str(streams), "--seconds", "30", "--out", str(out)])
+    assert code == calibrate.EXIT_WRITTEN, capsys.readouterr().out
+    views = load_calibration(out)
+    assert views[(0, 1)].inliers >= 30
+    assert cv2.imread(str(out.with_suffix(".png"))) is not None

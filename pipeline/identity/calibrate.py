@@ -3,9 +3,10 @@
     crosscam calibrate --streams cams.yaml [--out calibration.yaml] [--picture views.png]
                        [--seconds 120] [--track-log run.tracks.npz] [--set key=value …]
 
-Runs the pipeline over the cameras for ``--seconds`` (a fresh embedded Redis in a temporary
-folder; stored identities are not touched), or reads a saved track log instead, learns the
-ground-plane homography of every camera pair whose views overlap (no labels:
+Runs the pipeline over the cameras for ``--seconds`` of footage (files: from their
+``start_seconds``, however long that takes; live cameras: that long), on a fresh embedded Redis
+in a temporary folder (stored identities are not touched), or reads a saved track log
+instead, learns the ground-plane homography of every camera pair whose views overlap (no labels:
 :mod:`pipeline.identity.homography`), prints per pair its inliers and reprojection error, and
 writes:
 
@@ -83,7 +84,8 @@ def record_tracks(config: CrosscamConfig, seconds: float) -> TrackLog:
     for camera in config.cameras:
         end = camera.start_seconds + seconds
         camera.end_seconds = end if camera.end_seconds is None else min(camera.end_seconds, end)
-    config.max_seconds = seconds if config.max_seconds is None else config.max_seconds
+    if not all(camera.is_file for camera in config.cameras):  # live: watch for that long
+        config.max_seconds = seconds if config.max_seconds is None else config.max_seconds
     config.metrics.enabled = False
     config.identity.refine_at_end = False
     config.outputs.save_mtmc = None
