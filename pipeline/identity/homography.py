@@ -103,16 +103,24 @@ def fit_homography(
     return matrix / matrix[2, 2], mask.ravel().astype(bool)
 
 
-def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:
-    """Median distance between ``first``'s feet carried by ``matrix`` and ``second``'s feet at
-    common timestamps, in ``second``'s median person heights; and the number of samples
-    (``inf, 0`` when the tracks never coexist)."""
-    _, source, target = common_positions(first, second)
-    if len(source) == 0:
-        return float("inf"), 0
-    distances = np.linalg.norm(project(matrix, source) - target, axis=1)
+def carried_distances(
+    matrix: np.ndarray, first: Trajectory, second: Trajectory
+) -> tuple[np.ndarray, np.ndarray]:
+    """At ``first``'s timestamps where ``second`` was visible (:func:`common_positions`): the
+    timestamps ``(M,)`` and the distances ``(M,)`` between ``first``'s feet carried by
+    ``matrix`` and ``second``'s feet, in ``second``'s median person heights."""
+    times, source, target = common_positions(first, second)
     scale = max(float(np.median(second.heights)), 1.0)
-    return float(np.median(distances)) / scale, len(source)
+    return times, np.linalg.norm(project(matrix, source) - target, axis=1) / scale
+
+
+def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:
+    """Median of :func:`carried_distances` and the number of samples (``inf, 0`` when the
+    tracks never coexist)."""
+    _, distances = carried_distances(matrix, first, second)
+    if len(distances) == 0:
+        return float("inf"), 0
+    return float(np.median(distances)), len(distances)
 
 
 def learn_view_homography(

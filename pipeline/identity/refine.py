@@ -35,12 +35,12 @@ from pipeline.config import IdentityConfig
 from pipeline.gallery import TrackKey
 from pipeline.identity.homography import (
     ViewHomography,
+    carried_distances,
     learn_view_homography,
-    project,
 )
 from pipeline.identity.swaps import cut_records, swap_times
 from pipeline.identity.track_log import PieceKey, TrackLog, TrackRecord
-from pipeline.identity.trajectories import Trajectory, common_positions
+from pipeline.identity.trajectories import Trajectory
 
 
 @dataclass
@@ -354,11 +354,9 @@ def _geometric_evidence(
                 other = trajectories[target]
                 if trajectory.overlap_seconds(other) <= 0:
                     continue
-                times, feet, other_feet = common_positions(trajectory, other)
+                times, distance = carried_distances(matrix, trajectory, other)
                 if len(times) < settings.min_common_samples:
                     continue
-                scale = max(float(np.median(other.heights)), 1.0)
-                distance = np.linalg.norm(project(matrix, feet) - other_feet, axis=1) / scale
                 per_target.append((target, times, distance))
                 if direction == 0:
                     errors[(source, target)] = float(np.median(distance))

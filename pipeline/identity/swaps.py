@@ -17,7 +17,7 @@ from itertools import pairwise
 import numpy as np
 
 from pipeline.config import IdentityConfig
-from pipeline.identity.homography import ViewHomography, project
+from pipeline.identity.homography import ViewHomography, carried_distances
 from pipeline.identity.track_log import TrackRecord
 from pipeline.identity.trajectories import Trajectory, common_positions
 
@@ -36,12 +36,10 @@ def partners(
     for index, target in targets:
         if source.overlap_seconds(target) <= 0:
             continue
-        times, feet, other_feet = common_positions(source, target)
+        times, distance = carried_distances(matrix, source, target)
         if len(times) == 0:
             continue
         samples = np.searchsorted(source.timestamps, times)
-        scale = max(float(np.median(target.heights)), 1.0)
-        distance = np.linalg.norm(project(matrix, feet) - other_feet, axis=1) / scale
         better = distance < best[samples]
         best[samples[better]] = distance[better]
         partner[samples[better]] = index
