@@ -474,9 +474,8 @@ class Pipeline:
         if not self.config.identity.refine_at_end or self.track_log is None:
             return lambda camera_id, track_id, frame: online(camera_id, track_id)
         started = time.monotonic()
+        # learned again from every track: the online passes keep the first fit they found
         known = known_homographies(self.config)
-        if self.online_refinement is not None:
-            known = {**self.online_refinement.homographies, **known}
         refinement = refine_identities(self.track_log, self.config.identity, known)
         if self.edge_name is None:
             merged = reconcile(refinement, self.matcher)
