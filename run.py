@@ -236,8 +236,10 @@ def run(argv: list[str], check: bool = False) -> int:
             if watcher is not None:
                 watcher.start()
             result = pipeline.run()
-        console.print(summary_table(result))
-        _print_how_to_look(console, run_directory, config, embedded is not None, redis_url)
+        # stderr stays one JSON object per line with --log-format json: the summary goes to stdout
+        summary_console = Console() if arguments.log_format == "json" else console
+        summary_console.print(summary_table(result))
+        _print_how_to_look(summary_console, run_directory, config, embedded is not None, redis_url)
     finally:
         if watcher is not None:
             watcher.stop()

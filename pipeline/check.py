@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import CameraConfig, CrosscamConfig, DetectorConfig, EncoderConfig
+from pipeline.native_logs import import_yolo
 from pipeline.redaction import redact_url
 from pipeline.sources import ReconnectPolicy
 
@@ -120,11 +121,10 @@ def probe_encoder(config: EncoderConfig) -> ProbeResult:
 
 def probe_detector(config: DetectorConfig) -> ProbeResult:
     """Load the detector weights with ultralytics (on the CPU, no export)."""
-    from ultralytics import YOLO
-
+    yolo = import_yolo()
     started = time.monotonic()
     try:
-        model = YOLO(str(config.weights), task="detect")
+        model = yolo(str(config.weights), task="detect", verbose=False)
         detail = f"{len(model.names)} classes"
     except (ValueError, RuntimeError, OSError, KeyError, AttributeError) as error:
         detail = f"{error.__class__.__name__}: {error}"

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import CameraConfig
+from pipeline.native_logs import quiet_video_libraries
 from pipeline.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+quiet_video_libraries()  # retries of an unreachable camera are crosscam's debug lines only
 
 
 class VideoCapture(Protocol):

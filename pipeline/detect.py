@@ -10,16 +10,14 @@ export cannot be made.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import supervision as sv
 
 from pipeline.config import DetectorConfig
+from pipeline.native_logs import import_yolo
 from pipeline.records import Frame, FrameDetections, select
-
-os.environ.setdefault("YOLO_OFFLINE", "1")
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +30,10 @@ class PersonDetector:
     """
 
     def __init__(self, config: DetectorConfig) -> None:
-        from ultralytics import YOLO
-
+        yolo = import_yolo()
         self.config = config
         self.backend, model_path = _detector_model_path(config)
-        self.model = YOLO(str(model_path), task="detect")
+        self.model = yolo(str(model_path), task="detect", verbose=False)
         self._threshold_by_class = np.full(
             max([*config.person_classes, *config.class_confidence], default=0) + 1,
             config.confidence,

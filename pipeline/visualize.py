@@ -1,6 +1,8 @@
 """Annotated videos, one per camera: boxes labelled with global identities.
 
-This is the only module that draws; trackers and matchers never do.
+A box reads ``id 7`` once its track has a global identity, and ``t3 pending`` (local track 3,
+no identity yet) until its first clip is matched. This is the only module that draws; trackers
+and matchers never do.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ import supervision as sv
 
 from pipeline.frame_rate import DEFAULT_FRAME_RATE
 from pipeline.records import FrameDetections, select
+
+
+def box_label(global_id: int, track_id: int) -> str:
+    """``id 7`` for a track with a global identity; ``t3 pending`` before it has one (a
+    negative ``global_id``), so a local track id never reads as an identity."""
+    return f"id {global_id}" if global_id >= 0 else f"t{track_id} pending"
 
 
 class AnnotatedVideoWriter:
@@ -38,8 +46,7 @@ class AnnotatedVideoWriter:
         if len(detections) and detections.tracker_id is not None:
             global_ids = [global_id_of(frame.camera_id, int(t)) for t in detections.tracker_id]
             labels = [
-                f"id {g}" if g >= 0 else f"t{t}"
-                for g, t in zip(global_ids, detections.tracker_id, strict=True)
+                box_label(g, int(t)) for g, t in zip(global_ids, detections.tracker_id, strict=True)
             ]
             colored = select(detections, np.ones(len(detections), dtype=bool))
             colored.tracker_id = np.asarray(
