@@ -375,6 +375,15 @@ class IdentityConfig(StrictModel):
     overlap_tolerance_seconds: float = Field(
         default=0.3, ge=0, description="same camera: overlapping longer = two people"
     )
+    duplicate_iou: float = Field(
+        default=0.5, gt=0, le=1, description="same camera: boxes overlapping this much are one"
+    )
+    cut_encounters: bool = Field(
+        default=True, description="cut tracks where one camera's boxes met; pair pieces again"
+    )
+    encounter_iou: float = Field(
+        default=0.2, gt=0, le=1, description="boxes overlapping this much met (tracker's IoU)"
+    )
     cut_swaps: bool = Field(
         default=True, description="cut tracks where an overlapping view shows a swap"
     )

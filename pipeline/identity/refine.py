@@ -33,6 +33,11 @@ import numpy as np
 
 from pipeline.config import IdentityConfig
 from pipeline.gallery import TrackKey
+from pipeline.identity.encounters import (
+    common_frame_iou,
+    encounter_cuts,
+    find_encounters,
+)
 from pipeline.identity.homography import (
     ViewHomography,
     carried_distances,
@@ -256,6 +261,9 @@ def refine_identities(
     embeddings = centred_embeddings(records, settings.center_cameras)
     views = learn_homographies(records, trajectories, embeddings, settings, homographies)
     cuts = swap_times(records, trajectories, views, settings) if settings.cut_swaps else {}
+    encounters = find_encounters(records, settings.encounter_iou) if settings.cut_encounters else []
+    for row, times in encounter_cuts(records, encounters).items():
+        cuts.setdefault(row, []).extend(times)
     if cuts:
         records = cut_records(records, cuts)
         trajectories = [record.trajectory() for record in records]
@@ -269,8 +277,7 @@ def refine_identities(
     ends = np.array([t.end for t in trajectories])
     overlap = np.minimum(ends[:, None], ends[None, :]) - np.maximum(starts[:, None], starts[None])
 
-    cannot = (cameras[:, None] == cameras[None, :]) & (overlap > settings.overlap_tolerance_seconds)
-    np.fill_diagonal(cannot, False)
+    cannot = same_camera_conflicts(records, overlap, settings)
     links: list[tuple[float, int, int]] = []
     for (first_camera, second_camera), view in views.items():
         if first_camera > second_camera:
@@ -314,6 +321,7 @@ def refine_identities(
 
     clip_counts = np.array([len(record.embeddings) for record in records], dtype=np.float64)
     merges = _average_linkage(clusters, similarity, clip_counts, threshold)
+    _join_unseen_pieces(records, clusters, has_embedding)
     grouped = sorted(
         (sorted(keys[index] for index in members) for members in clusters.members.values()),
         key=lambda group: group[0],
@@ -329,6 +337,52 @@ def refine_identities(
         appearance_merges=merges,
         cannot_links=int(np.triu(cannot, 1).sum()),
     )
+
+
+def same_camera_conflicts(
+    records: Sequence[TrackRecord], overlap: np.ndarray, settings: IdentityConfig
+) -> np.ndarray:
+    """bool ``(N, N)``: tracks of one camera seen as two separate boxes in the same frames for
+    longer than ``overlap_tolerance_seconds`` (``overlap``: seconds both tracks lasted). Two
+    tracks whose common frames show one box twice (a duplicate track, or a tracker hand-over
+    while the old track coasts) are not two people."""
+    cameras = np.array([record.camera_id for record in records])
+    tolerance = settings.overlap_tolerance_seconds
+    candidate = (cameras[:, None] == cameras[None, :]) & (overlap > tolerance)
+    cannot = np.zeros_like(candidate)
+    for row, column in np.argwhere(np.triu(candidate, 1)).tolist():
+        _, overlaps = common_frame_iou(records[row], records[column])
+        timestamps = records[row].timestamps
+        step = float(np.median(np.diff(timestamps))) if len(timestamps) > 1 else 0.0
+        if np.sum(overlaps < settings.duplicate_iou) * step > tolerance:
+            cannot[row, column] = cannot[column, row] = True
+    return cannot
+
+
+def _join_unseen_pieces(
+    records: Sequence[TrackRecord], clusters: _Clusters, has_embedding: np.ndarray
+) -> int:
+    """A piece of a cut track left in a cluster without clips (nothing to compare it by)
+    goes on as its track's neighbouring piece (the tracker's word), cannot-links permitting."""
+    by_track: dict[TrackKey, list[int]] = {}
+    for row, record in enumerate(records):
+        by_track.setdefault(record.key, []).append(row)
+    joined = 0
+    for rows in by_track.values():
+        if len(rows) < 2:
+            continue
+        rows.sort(key=lambda row: records[row].timestamps[0])
+        for position, row in enumerate(rows):
+            members = clusters.members[clusters.root(row)]
+            if has_embedding[members].any():
+                continue
+            neighbours = rows[position - 1 : position] + rows[position + 1 : position + 2]
+            for neighbour in neighbours:
+                if clusters.can_join(row, neighbour):
+                    clusters.join(row, neighbour)
+                    joined += 1
+                    break
+    return joined
 
 
 def _geometric_evidence(
