@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -39,7 +40,7 @@ from pipeline.config import CrosscamConfig, RedisConfig
 from pipeline.events import SCHEMA_VERSION
 from pipeline.matching import Identity
 from pipeline.redaction import redact_url
-from pipeline.spool import DiskSpool
+from pipeline.spool import DiskSpool, undelivered_records
 from pipeline.track_ledger import TrackLedger
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class RedisPublisher:
         track_ledger: bool = False,
     ) -> None:
         """``track_ledger``: keep ``<p>:track_ids`` and ``<p>:open_tracks`` with the events
-        (``pipeline/track_ledger.py``; the event stream only, not the clip stream)."""
+        (``pipeline/track_ledger.py``; on the clip stream, the edges' highest track ids)."""
         self.config = config
         self.spool = spool
         self.url = url
@@ -348,9 +349,10 @@ def build_publisher(
     """The publisher of a run: to the event stream, or for an edge to the clip stream, each
     with its own on-disk spool."""
     redis_config = config.redis
-    spool_root = redis_config.spool_directory or config.outputs.run_directory / "spool"
-    spool_root = spool_root / spool_folder_name(redis_config.url)
+    spool_parent = redis_config.spool_directory or config.outputs.run_directory / "spool"
+    spool_root = spool_parent / spool_folder_name(redis_config.url)
     spool_directory = spool_root if edge_name is None else spool_root / f"edge-{edge_name}"
+    warn_about_unaddressed_spools(spool_parent, spool_directory, url)
     if edge_name is not None:
         redis_config = redis_config.model_copy(update={"stream": redis_config.clip_stream})
     return RedisPublisher(
@@ -358,8 +360,32 @@ def build_publisher(
         url,
         run_id,
         spool=DiskSpool(spool_directory, int(redis_config.spool_max_megabytes * 2**20)),
-        track_ledger=edge_name is None,
+        track_ledger=True,
     )
+
+
+def warn_about_unaddressed_spools(spool_parent: Path, spool_directory: Path, url: str) -> None:
+    """One warning per spool in the layout from before spools were kept per Redis
+    (``<spool>/spool.jsonl``, ``<spool>/edge-<name>/spool.jsonl``) that still holds events.
+
+    Such a spool does not say which Redis its events were for, so it is never replayed on its
+    own; the line names the file and the two ways out (move it into this run's spool folder
+    to replay it into this Redis, or delete it)."""
+    old_folders = [spool_parent, *sorted(spool_parent.glob("edge-*"))]
+    for folder in old_folders:
+        pending = undelivered_records(folder)
+        if pending:
+            logger.warning(
+                "event spool %s holds %d events from an older crosscam that did not record "
+                "which Redis they were for; they are not replayed. To send them to %s, move "
+                "spool.jsonl and spool.offset from %s into %s while crosscam is stopped and that "
+                "folder holds no spool of its own; else delete them",
+                folder / "spool.jsonl",
+                pending,
+                redact_url(url),
+                folder,
+                spool_directory,
+            )
 
 
 def spool_folder_name(configured_url: str) -> str:

@@ -311,9 +311,8 @@ class Pipeline:
     def _continue_tracks(self) -> None:
         """Continue each camera's track ids after those of earlier runs, and end the tracks a
         killed run left open (``pipeline/track_ledger.py``). An earlier run's spool is replayed
-        first, so its tracks count."""
-        if self.edge_name is not None:
-            return
+        first, so its tracks count. Edges continue their ids too; their open tracks are the
+        matcher's to end."""
         self.publisher.flush(timeout_seconds=10.0)
         camera_ids = [camera.id for camera in self.config.cameras]
         try:
@@ -330,7 +329,7 @@ class Pipeline:
             self._highest_track_id[camera_id] = track_id
             if camera_id in self.trackers:
                 self.trackers[camera_id] = ContinuingTracker(self.trackers[camera_id], track_id + 1)
-        if left_open:
+        if left_open and self.edge_name is None:
             logger.info(
                 "%d tracks of an earlier run were never ended (killed?); publishing their "
                 "track_ended",

@@ -19,6 +19,21 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 
+def undelivered_records(directory: Path) -> int:
+    """How many complete records past the offset a spool folder holds, read without changing
+    it (0 when it holds no spool)."""
+    data_path = Path(directory) / "spool.jsonl"
+    if not data_path.is_file():
+        return 0
+    try:
+        offset = int((Path(directory) / "spool.offset").read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        offset = 0
+    with data_path.open("rb") as handle:
+        handle.seek(offset)
+        return sum(1 for line in handle if line.endswith(b"\n"))
+
+
 class DiskSpool:
     """``append(records)``, then ``peek(count)`` and ``acknowledge(records)`` in order."""
 

@@ -13,6 +13,9 @@ Keys (``<p>`` is ``redis.key_prefix``):
 - ``<p>:open_tracks``: hash ``"camera:track" -> JSON`` of the stream fields of the track's
   latest event (``track_started`` or an identity event), removed by its ``track_ended``.
 
+Edges (``--role edge``) send clip messages, not events: their ``started`` messages raise the
+same ``<p>:track_ids``, so an edge's track ids also continue over runs.
+
 Both are written in the same Redis pipeline as the events themselves (live sends and spool
 replays alike, :meth:`TrackLedger.record`), so they never lag the stream.
 """
@@ -41,6 +44,10 @@ for i = 1, #ARGV, 3 do
     local camera, track = string.match(key, '([^:]+):([^:]+)')
     local highest = tonumber(redis.call('hget', KEYS[2], camera) or '-1')
     if tonumber(track) > highest then redis.call('hset', KEYS[2], camera, track) end
+  elseif operation == 'raise' then
+    local camera, track = string.match(key, '([^:]+):([^:]+)')
+    local highest = tonumber(redis.call('hget', KEYS[2], camera) or '-1')
+    if tonumber(track) > highest then redis.call('hset', KEYS[2], camera, track) end
   elseif operation == 'update' then
     if redis.call('hexists', KEYS[1], key) == 1 then redis.call('hset', KEYS[1], key, value) end
   else
@@ -51,8 +58,8 @@ return 0
 """
 """Lua, KEYS: open tracks hash, track ids hash; ARGV: ``(operation, camera:track, JSON)``
 triples in stream order. ``open`` (track_started) stores the track and raises its camera's
-highest id, ``update`` (identity events) refreshes a track still open, ``close`` (track_ended)
-removes it."""
+highest id, ``raise`` (an edge's ``started`` clip message) only raises that id, ``update``
+(identity events) refreshes a track still open, ``close`` (track_ended) removes it."""
 
 _OPERATIONS = {
     EventType.TRACK_STARTED.value: "open",
@@ -72,11 +79,15 @@ class TrackLedger:
         self._record = client.register_script(RECORD_TRACKS)
 
     def record(self, pipe: Any, records: Iterable[dict[str, str]]) -> None:
-        """Queue on ``pipe`` the ledger updates for events' stream fields, in order; other
-        records (clip messages) are ignored."""
+        """Queue on ``pipe`` the ledger updates for events' stream fields, in order. Of an
+        edge's clip messages only ``started`` counts: it raises its camera's highest track id,
+        so the edge's next run continues after it (the matcher's events keep the open
+        tracks)."""
         arguments: list[str] = []
         for fields in records:
             operation = _OPERATIONS.get(fields.get("type", ""))
+            if fields.get("kind") == "started":  # an edge's clip message (clip_messages.py)
+                operation = "raise"
             if operation is None or "track_id" not in fields:
                 continue
             key = f"{fields['camera_id']}:{fields['track_id']}"
