@@ -110,8 +110,7 @@ def carried_distances(
     timestamps ``(M,)`` and the distances ``(M,)`` between ``first``'s feet carried by
     ``matrix`` and ``second``'s feet, in ``second``'s median person heights."""
     times, source, target = common_positions(first, second)
-    scale = max(float(np.median(second.heights)), 1.0)
-    return times, np.linalg.norm(project(matrix, source) - target, axis=1) / scale
+    return times, np.linalg.norm(project(matrix, source) - target, axis=1) / second.median_height
 
 
 def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:

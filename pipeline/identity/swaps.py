@@ -76,7 +76,7 @@ def _crowded(
 ) -> bool:
     """Whether another track of the same camera came within ``proximity_heights`` of
     ``trajectory``'s feet between ``start`` and ``end`` seconds."""
-    scale = max(float(np.median(trajectory.heights)), 1.0)
+    scale = trajectory.median_height
     for other in neighbours:
         if other.end < start or other.start > end or other.key == trajectory.key:
             continue

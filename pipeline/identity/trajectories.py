@@ -8,6 +8,7 @@ related by the ground-plane homography between the two views.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -54,13 +55,18 @@ class Trajectory:
     def key(self) -> tuple[int, int]:
         return (self.camera_id, self.track_id)
 
-    @property
+    @cached_property
     def start(self) -> float:
         return float(self.timestamps[0])
 
-    @property
+    @cached_property
     def end(self) -> float:
         return float(self.timestamps[-1])
+
+    @cached_property
+    def median_height(self) -> float:
+        """Median box height, pixels (at least 1)."""
+        return max(float(np.median(self.heights)), 1.0)
 
     def overlap_seconds(self, other: Trajectory) -> float:
         """How long both tracks were visible (negative: the gap between them)."""
