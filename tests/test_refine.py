@@ -6,8 +6,9 @@ import numpy as np
 import supervision as sv
 
 from pipeline.config import IdentityConfig
+from pipeline.identity.encounters import encounter_cuts, find_encounters
 from pipeline.identity.homography import project
-from pipeline.identity.refine import decision_threshold, refine_identities
+from pipeline.identity.refine import decision_threshold, refine_identities, same_camera_conflicts
 from pipeline.identity.track_log import TrackLog
 from pipeline.records import Frame, FrameDetections
 
@@ -210,3 +211,70 @@ def test_a_track_swapped_between_two_people_is_cut_where_the_other_view_parts():
     assert global_id_of(0, 201, after) == person_b
     assert global_id_of(0, 202, before) == person_b
     assert global_id_of(0, 202, after) == person_a
+
+
+def _swapped_crossing(log: TrackLog, rng: np.random.Generator, base: float) -> None:
+    """Persons A and B cross in camera 0 at ``base + 5`` s and the tracker swaps them: track
+    211 is A, then B; track 212 is B, then A. Each piece has a clip of its person."""
+    look_a, look_b = np.eye(32)[0] * 3 + rng.normal(0, 0.2, 32), np.eye(32)[1] * 3
+    a = _walk((80, 220), (20, 0), seconds=10)
+    b = _walk((280, 222), (-20, 0), seconds=10)
+    for track, (first, second, first_look, second_look) in (
+        (211, (a, b, look_a, look_b)),
+        (212, (b, a, look_b, look_a)),
+    ):
+        _add_track(log, 0, track, base, np.concatenate([first[:50], second[50:]]), None)
+        for seconds, look in ((2.0, first_look), (8.0, second_look)):
+            log.add_embedding(
+                0, track, look + rng.normal(0, 0.2, 32), 1.0, round((base + seconds) * FPS)
+            )
+
+
+def test_a_swap_at_an_encounter_is_undone_by_appearance_with_one_camera():
+    """No other view to tell: the tracks are cut where their boxes met and the four pieces
+    are identified again by their looks, so A stays A and B stays B after the crossing."""
+    rng = np.random.default_rng(6)
+    log = TrackLog()
+    for other in range(5):  # other people, seen at the same time: the run's negatives
+        _add_track(
+            log, 0, other, 100.0, _walk((40 + 60 * other, 80), (0, 2), 10), rng.normal(size=32)
+        )
+    _swapped_crossing(log, rng, base=100.0)
+    refinement = refine_identities(log, IdentityConfig(threshold=0.5))
+    global_id_of = refinement.lookup(refinement.global_ids(lambda camera, track: -1))
+    before, after = round(102.0 * FPS), round(108.0 * FPS)
+    assert global_id_of(0, 211, before) != global_id_of(0, 212, before)
+    assert global_id_of(0, 211, before) == global_id_of(0, 212, after)
+    assert global_id_of(0, 212, before) == global_id_of(0, 211, after)
+
+
+def test_encounters_are_where_boxes_overlap_by_the_tracker_iou():
+    log = TrackLog()
+    _add_track(log, 0, 1, 0.0, _walk((100, 200), (10, 0), 8), None)  # boxes 30 wide
+    _add_track(log, 0, 2, 0.0, _walk((180, 200), (-10, 0), 8), None)  # IoU >= 0.2: 3-5 s
+    _add_track(log, 0, 3, 0.0, _walk((100, 400), (0, 0), 8), None)  # never near
+    records = log.usable(1, need_embedding=False)
+    found = find_encounters(records, minimum_iou=0.2)
+    assert [encounter.tracks for encounter in found] == [(1, 2)]
+    assert 2.9 < found[0].start < found[0].time < found[0].end < 5.1
+    cuts = encounter_cuts(records, found)
+    assert sorted(cuts) == [0, 1]  # both go on through it; track 3 is never cut
+
+
+def test_a_duplicate_track_of_one_person_is_not_a_cannot_link():
+    """One camera, two tracks on the same box for a second (a duplicate, or a hand-over while
+    the old track coasts): not proof of two people, unlike two boxes side by side."""
+    log = TrackLog()
+    look = np.ones(16)
+    feet = _walk((50, 200), (10, 0), 6)
+    _add_track(log, 0, 1, 0.0, feet[:40], look)
+    _add_track(log, 0, 2, 3.0, feet[30:], look)  # 1 s on the same boxes as track 1
+    _add_track(log, 0, 3, 3.0, feet[30:] + [0, 150], look)  # beside it: someone else
+    records = log.usable(1, need_embedding=False)
+    trajectories = [record.trajectory() for record in records]
+    starts = np.array([t.start for t in trajectories])
+    ends = np.array([t.end for t in trajectories])
+    overlap = np.minimum(ends[:, None], ends[None]) - np.maximum(starts[:, None], starts[None])
+    cannot = same_camera_conflicts(records, overlap, IdentityConfig())
+    assert not cannot[0, 1]
+    assert cannot[0, 2] and cannot[1, 2]
