@@ -458,6 +458,15 @@ class IdentityMatcher:
         if similarity is not None:
             self._split(identity, item.key, similarity, result)
 
+    def split_track(self, key: TrackKey, result: MatchResult) -> bool:
+        """Move track ``key`` off its identity into a new one on outside evidence (the
+        whole-track pass); False when it has no identity or is its identity's only track."""
+        identity = self.identities.get(self.track_to_identity.get(key, -1))
+        if identity is None or len(identity.tracks) < 2:
+            return False
+        self._split(identity, key, 1.0, result)
+        return True
+
     def _split(self, identity: Identity, key: TrackKey, score: float, result: MatchResult) -> None:
         """Move track ``key`` off ``identity`` into a new identity and publish the split; both
         get features, prototypes and last-seen times rebuilt from their own tracks."""

@@ -183,7 +183,9 @@ class Pipeline:
             )
         else:
             self.trackers[camera.id] = tracker
-        self.buffers[camera.id] = ClipBuffer(self.config.clips, camera.id)
+        identity = self.config.identity
+        encounter_iou = identity.encounter_iou if identity.cut_encounters else None
+        self.buffers[camera.id] = ClipBuffer(self.config.clips, camera.id, encounter_iou)
         self.totals.cameras.setdefault(camera.id, CameraCounters())
         self.removed_cameras.pop(camera.id, None)
         return source
@@ -511,9 +513,11 @@ class Pipeline:
         online = self.online_refinement
         if online is not None and online.passes:
             logger.info(
-                "online identity passes: %d, %d identities merged, %.1f s in all",
+                "online identity passes: %d, %d identities merged, %d tracks split off, "
+                "%.1f s in all",
                 online.passes,
                 online.merges,
+                online.splits,
                 online.seconds_total,
             )
         mtmc_lines = None

@@ -80,3 +80,23 @@ def test_passes_run_every_refine_every_seconds_of_footage():
     result = online.maybe_refine(log, gallery)  # 58 s: due
     assert result is not None and online.passes == 1 and online.merges == 1
     assert (0, 1) in online.homographies  # learned once, kept for the next passes
+
+
+def test_a_track_the_pass_puts_with_someone_else_is_split_off_and_merged_there():
+    """The matcher put camera 1's track 160 with camera 0's track 70 (alike clips), but the
+    feet say 160 is where track 60 walks: 160 is split off 70's identity and merged into
+    60's, with one identity_split and one identity_merged event."""
+    log, _ = _scene()
+    rng = np.random.default_rng(8)
+    _add_track(log, 0, 70, 50.0, _walk((300, 120), (-6, 2), seconds=8), rng.normal(size=32))
+    gallery = matcher()
+    gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+    gallery.update([embedded(0, 70, axis(1), 50.0, 58.0)])
+    gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+    assert gallery.global_id_of(1, 160) == gallery.global_id_of(0, 70)
+    result = reconcile(refine_identities(log), gallery)
+    kinds = [event.type for event in result.events]
+    assert kinds.count(EventType.IDENTITY_SPLIT) == 1
+    assert kinds.count(EventType.IDENTITY_MERGED) == 1
+    assert gallery.global_id_of(1, 160) == gallery.global_id_of(0, 60)
+    assert gallery.global_id_of(0, 70) != gallery.global_id_of(0, 60)

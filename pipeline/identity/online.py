@@ -6,10 +6,11 @@ last ``identity.window_seconds`` in its track log
 and reused) and reconciles the live gallery with the result: when one refined cluster holds
 tracks of several online identities, those identities are merged in the matcher, which
 publishes the usual ``identity_merged`` event (score 1.0), unless they were seen at the same
-time in one camera (the matcher's own rule, kept). Only tracks the pass left whole vote: a
-track it cut where the tracker swapped people belongs to two clusters and proves nothing.
-Identity splits stay with the matcher (``pipeline/splits.py``). Distributed matchers
-(``--role matcher``) get clips, not every box, and do not run this pass.
+time in one camera (the matcher's own rule, kept); when one online identity holds tracks of
+several clusters, the tracks outside its main cluster (most boxes) are split off first
+(``identity_split``, score 1.0), to be merged with their own cluster's identity. A track the
+pass cut where the tracker swapped people counts as its newest piece: who it follows now.
+Distributed matchers (``--role matcher``) get clips, not every box, and do not run this pass.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import numpy as np
 
 from pipeline.config import IdentityConfig
 from pipeline.events import Event, EventType
+from pipeline.gallery import TrackKey
 from pipeline.identity.homography import ViewHomography
 from pipeline.identity.refine import Refinement, refine_identities
-from pipeline.identity.track_log import TrackLog
+from pipeline.identity.track_log import TrackLog, TrackRecord
 from pipeline.matching import IdentityMatcher, MatchResult
 
 logger = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class OnlineRefinement:
         self._last_refined: float | None = None
         self.passes = 0
         self.merges = 0
+        self.splits = 0
         self.seconds_total = 0.0
 
     def due(self, log: TrackLog) -> bool:
@@ -65,13 +68,18 @@ class OnlineRefinement:
         self.homographies.update(refinement.homographies)
         result = reconcile(refinement, matcher)
         self.passes += 1
-        self.merges += sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
+        merges = sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
+        splits = sum(event.type is EventType.IDENTITY_SPLIT for event in result.events)
+        self.merges += merges
+        self.splits += splits
         self.seconds_total += time.monotonic() - started
         if result.events:
             logger.info(
-                "identity pass %d: %d identities merged (%d clusters, %d swap cuts)",
+                "identity pass %d: %d identities merged, %d tracks split off (%d clusters, "
+                "%d cuts)",
                 self.passes,
-                len(result.events),
+                merges,
+                splits,
                 len(refinement.clusters),
                 refinement.swap_cuts,
             )
@@ -79,40 +87,68 @@ class OnlineRefinement:
 
 
 def reconcile(refinement: Refinement, matcher: IdentityMatcher) -> MatchResult:
-    """Merge the online identities that one refined cluster holds (module docstring)."""
+    """Split off and merge online identities to agree with the refined clusters (module
+    docstring)."""
     result = MatchResult()
-    clusters_of_track: dict[tuple[int, int], set[int]] = {}
+    now = _current_pieces(refinement)
+    by_identity: dict[int, list[TrackKey]] = {}
+    for track in sorted(now):
+        online = matcher.global_id_of(*track)
+        if online >= 0:
+            by_identity.setdefault(online, []).append(track)
+    for tracks in by_identity.values():
+        votes: Counter[int] = Counter()
+        for track in tracks:
+            cluster, piece = now[track]
+            votes[cluster] += len(piece.timestamps)
+        if len(votes) < 2:
+            continue
+        stays = max(sorted(votes), key=lambda cluster: votes[cluster])
+        for track in tracks:
+            if now[track][0] != stays:
+                matcher.split_track(track, result)
+    members: dict[int, list[TrackKey]] = {}
+    for track, (cluster, _) in sorted(now.items()):
+        members.setdefault(cluster, []).append(track)
+    for tracks in members.values():
+        weights: Counter[int] = Counter()
+        for track in tracks:
+            online = matcher.global_id_of(*track)
+            if online >= 0:
+                weights[online] += len(now[track][1].timestamps)
+        if len(weights) < 2:
+            continue
+        newest = max((now[track][1] for track in tracks), key=lambda piece: piece.last_timestamp)
+        keep = min(weights)
+        for other in sorted(weights):
+            if other != keep:
+                matcher.merge_identities(keep, other, _event_at(newest), result)
+    return result
+
+
+def _current_pieces(refinement: Refinement) -> dict[TrackKey, tuple[int, TrackRecord]]:
+    """Track → (cluster, piece) of its newest piece: who the track follows now (a track cut
+    where the tracker swapped people goes on as its last piece's person)."""
+    now: dict[TrackKey, tuple[int, TrackRecord]] = {}
     for index, keys in enumerate(refinement.clusters):
         for key in keys:
-            clusters_of_track.setdefault((key[0], key[1]), set()).add(index)
-    for keys in refinement.clusters:
-        votes: Counter[int] = Counter()
-        last_piece = None
-        for key in keys:
-            track = (key[0], key[1])
-            online = matcher.global_id_of(*track)
-            if online < 0 or len(clusters_of_track[track]) > 1:
-                continue
             piece = refinement.pieces[key]
-            votes[online] += len(piece.timestamps)
-            if last_piece is None or piece.last_timestamp > last_piece.last_timestamp:
-                last_piece = piece
-        if len(votes) < 2 or last_piece is None:
-            continue
-        keep = min(votes)
-        for other in sorted(votes):
-            if other == keep:
-                continue
-            event = Event(
-                type=EventType.IDENTITY_MERGED,
-                camera_id=last_piece.camera_id,
-                track_id=last_piece.track_id,
-                global_id=keep,
-                bbox=np.asarray(last_piece.boxes[-1], dtype=np.float32),
-                frame_index=last_piece.frame_indices[-1],
-                timestamp=last_piece.timestamps[-1],
-                score=1.0,
-                captured_at=time.monotonic(),
-            )
-            matcher.merge_identities(keep, other, event, result)
-    return result
+            track = (key[0], key[1])
+            if track not in now or piece.last_timestamp > now[track][1].last_timestamp:
+                now[track] = (index, piece)
+    return now
+
+
+def _event_at(piece: TrackRecord) -> Event:
+    """An event at ``piece``'s newest box (type and global id are set by the matcher)."""
+    return Event(
+        type=EventType.IDENTITY_MERGED,
+        camera_id=piece.camera_id,
+        track_id=piece.track_id,
+        global_id=-1,
+        bbox=np.asarray(piece.boxes[-1], dtype=np.float32),
+        frame_index=piece.frame_indices[-1],
+        timestamp=piece.timestamps[-1],
+        score=1.0,
+        captured_at=time.monotonic(),
+    )
