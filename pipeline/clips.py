@@ -5,6 +5,12 @@ size). A clip of ``T`` frames, chosen by the shared sampling policy, is emitted 
 first has ``T`` frames, again every ``refresh_seconds`` while it lives, and a last time when it
 ends (if it has at least ``min_frames``). Memory is bounded by ``max_tracks`` per camera and
 ``max_frames_per_track`` crops per track.
+
+Encounters (given ``encounter_iou``): where a track's box overlaps another's by that IoU, the
+tracker may swap the two people, and the identity layer cuts the track there
+(:mod:`pipeline.identity.encounters`) and identifies each piece by its looks. So each piece
+gets a clip of its own: one from the crops since the last clip when the encounter begins (if
+there are ``min_frames`` of them), and one from the first ``T`` crops clear of it afterwards.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import supervision as sv
 
 from pipeline.config import ClipsConfig
 from pipeline.records import FrameDetections
@@ -93,14 +100,21 @@ class _TrackState:
     frames_seen: int = 0
     frames_at_last_clip: int = 0
     last_clip_timestamp: float | None = None
+    meeting: bool = False
+    """Its box overlapped another's by the encounter IoU in its newest frame."""
+    clear_since: int | None = None
+    """``frames_seen`` when it last came out of an encounter, until that piece's clip."""
 
 
 class ClipBuffer:
     """The crop buffers of one camera: ``update(frame_detections) -> ClipBufferOutput``."""
 
-    def __init__(self, config: ClipsConfig, camera_id: int) -> None:
+    def __init__(
+        self, config: ClipsConfig, camera_id: int, encounter_iou: float | None = None
+    ) -> None:
         self.config = config
         self.camera_id = camera_id
+        self.encounter_iou = encounter_iou
         self._tracks: dict[int, _TrackState] = {}
         self._generator = np.random.default_rng(camera_id)
 
@@ -128,7 +142,10 @@ class ClipBuffer:
             if detections.confidence is not None
             else np.ones(len(detections), dtype=np.float32)
         )
-        for box, track_id, confidence in zip(detections.xyxy, track_ids, confidences, strict=True):
+        meeting = self._meeting(np.asarray(detections.xyxy))
+        for box, track_id, confidence, met in zip(
+            detections.xyxy, track_ids, confidences, meeting, strict=True
+        ):
             track_id = int(track_id)
             crop = self._crop(frame.image, box)
             state = self._tracks.get(track_id)
@@ -146,7 +163,9 @@ class ClipBuffer:
             state.last_box = np.asarray(box, dtype=np.float32)
             state.last_confidence = float(confidence)
             state.captured_at = frame.captured_at
-            if self._clip_due(state, frame.timestamp):
+            if self.encounter_iou is not None:
+                output.clips.extend(self._encounter_clips(track_id, state, bool(met)))
+            if not state.meeting and self._clip_due(state, frame.timestamp):
                 output.clips.append(self._emit(track_id, state, final=False))
         self._end_stale_tracks(frame.timestamp, output)
         return output
@@ -182,15 +201,53 @@ class ClipBuffer:
             captured_at=frame_detections.frame.captured_at,
         )
 
+    def _meeting(self, xyxy: np.ndarray) -> np.ndarray:
+        """bool ``(N,)``: boxes overlapping another box of the frame by the encounter IoU."""
+        if self.encounter_iou is None or len(xyxy) < 2:
+            return np.zeros(len(xyxy), dtype=bool)
+        overlaps = sv.box_iou_batch(xyxy, xyxy)
+        np.fill_diagonal(overlaps, 0.0)
+        return (overlaps >= self.encounter_iou).any(axis=1)
+
+    def _encounter_clips(self, track_id: int, state: _TrackState, met: bool) -> list[Clip]:
+        """The clip of the piece before an encounter (when it begins) or after it (once
+        ``T`` crops clear of it are buffered); see the module docstring."""
+        clips: list[Clip] = []
+        if met and not state.meeting:
+            since = max(state.frames_at_last_clip, state.clear_since or 0)
+            unclipped = state.frames_seen - 1 - since  # this frame's crop is in the encounter
+            if unclipped >= self.config.min_frames:
+                clips.append(self._emit(track_id, state, final=False, newest=unclipped, skip=1))
+            state.clear_since = None
+        elif not met and state.meeting:
+            state.clear_since = state.frames_seen - 1
+        state.meeting = met
+        if not met and state.clear_since is not None:
+            clear = state.frames_seen - state.clear_since
+            if clear >= self.config.clip_length:
+                clips.append(self._emit(track_id, state, final=False, newest=clear))
+                state.clear_since = None
+        return clips
+
     def _clip_due(self, state: _TrackState, timestamp: float) -> bool:
         if state.last_clip_timestamp is None:
             return len(state.crops) >= self.config.clip_length
         return timestamp - state.last_clip_timestamp >= self.config.refresh_seconds
 
-    def _emit(self, track_id: int, state: _TrackState, final: bool) -> Clip:
+    def _emit(
+        self,
+        track_id: int,
+        state: _TrackState,
+        final: bool,
+        newest: int | None = None,
+        skip: int = 0,
+    ) -> Clip:
+        """A clip of the buffered crops, or of the ``newest`` of them but the last ``skip``."""
         frame_count = len(state.crops)
-        indices = sample_clip_indices(
-            frame_count, self.config.clip_length, self.config.sampling, self._generator
+        window = min(newest, frame_count - skip) if newest is not None else frame_count
+        offset = frame_count - skip - window if newest is not None else 0
+        indices = offset + sample_clip_indices(
+            window, self.config.clip_length, self.config.sampling, self._generator
         )
         crops = list(state.crops)
         frame_indices = list(state.frame_indices)

@@ -295,3 +295,42 @@ def test_sampling_refuses_empty_inputs_and_unknown_modes():
         sample_clip_indices(4, 0)
     with pytest.raises(ValueError):
         sample_clip_indices(4, 4, "sometimes")
+
+
+def _crossing_frame(frame_index: int) -> FrameDetections:
+    """Tracks 1 and 2 walk towards each other along one row, overlap (IoU >= 0.2) on frames
+    14-16 and part again; 40-pixel boxes, 8 pixels a frame each."""
+    left = 20 + 8 * frame_index
+    right = 260 - 8 * frame_index
+    boxes = np.array([[left, 50, left + 40, 150], [right, 50, right + 40, 150]], np.float32)
+    image = np.full((HEIGHT, WIDTH, 3), 90, dtype=np.uint8)
+    detections = sv.Detections(
+        xyxy=boxes, confidence=np.full(2, CONFIDENCE, np.float32), tracker_id=np.array([1, 2])
+    )
+    frame = Frame(CAMERA_ID, frame_index, frame_index * FRAME_SECONDS, image, 1000.0 + frame_index)
+    return FrameDetections(frame, detections)
+
+
+def test_each_side_of_an_encounter_gets_a_clip_of_its_own():
+    """Where two boxes meet, the identity layer cuts both tracks; so each track emits a clip
+    of its crops before the encounter as it begins, and one of crops clear of it after, and
+    no clip takes a crop from inside it."""
+    config = small_config(refresh_seconds=100.0, max_frames_per_track=64)
+    outputs = {}
+    buffer = ClipBuffer(config, CAMERA_ID, encounter_iou=0.2)
+    for index in range(30):
+        outputs[index] = buffer.update(_crossing_frame(index))
+    overlaps = [
+        float(sv.box_iou_batch(*(f.detections.xyxy[i : i + 1] for i in (0, 1)))[0, 0])
+        for f in map(_crossing_frame, range(30))
+    ]
+    inside = {index for index, value in enumerate(overlaps) if value >= 0.2}
+    assert inside and min(inside) > 4 and max(inside) < 25
+    clips = [clip for output in outputs.values() for clip in output.clips if clip.track_id == 1]
+    sampled = [set(clip.frame_indices.tolist()) for clip in clips]
+    assert len(clips) == 3  # the first clip, the one before the encounter, the one after
+    assert all(not frames & inside for frames in sampled)
+    assert max(sampled[1]) < min(inside) and min(sampled[2]) > max(inside)
+    plain = ClipBuffer(config, CAMERA_ID)
+    plain_clips = [plain.update(_crossing_frame(index)).clips for index in range(30)]
+    assert sum(len(found) for found in plain_clips) == 2  # one per track, nothing more
