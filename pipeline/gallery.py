@@ -45,6 +45,9 @@ class Identity:
         tracks: the spans of each of its tracks, by ``(camera_id, track_id)``.
         last_seen_by_camera: latest timestamp per camera id.
         prototypes: up to K float32 ``(D,)`` unit vectors of distinct views.
+        stored_first_seen: ``first_seen`` as read back from Redis for an identity of an
+            earlier run (whose track spans are not restored), else None; rebuilding the times
+            from this run's tracks (a split) never moves ``first_seen`` past it.
     """
 
     global_id: int
@@ -55,6 +58,7 @@ class Identity:
     tracks: dict[TrackKey, TrackSpan] = field(default_factory=dict)
     last_seen_by_camera: dict[int, float] = field(default_factory=dict)
     prototypes: list[np.ndarray] = field(default_factory=list)
+    stored_first_seen: float | None = None
 
     def similarity(self, embedding: np.ndarray) -> float:
         """Cosine similarity to the closest of the mean feature and the prototypes."""

@@ -115,6 +115,7 @@ class IdentityMatcher:
     def restore(self, identities: list[Identity], max_global_id: int) -> None:
         """Load a stored gallery (see ``pipeline/identity_store.py``); new ids continue after it."""
         for identity in identities:
+            identity.stored_first_seen = identity.first_seen
             self.identities[identity.global_id] = identity
             self.gallery.upsert(identity)
             self._now = max(self._now, identity.last_seen)

@@ -140,7 +140,8 @@ def rebuild_from_tracks(
 ) -> None:
     """Recompute an identity's feature, weight and prototypes from its tracks' evidence (kept
     as they are when none of its tracks has any, e.g. restored identities), and its times from
-    its track spans; ``forget_cameras`` lose their last-seen time unless a track was there."""
+    its track spans (``first_seen`` never past a stored one: earlier runs saw it first);
+    ``forget_cameras`` lose their last-seen time unless a track was there."""
     tracks = [evidence[key] for key in identity.tracks if key in evidence]
     if tracks:
         identity.feature = unit_vector(np.sum([item.embedding_sum for item in tracks], axis=0))
@@ -154,7 +155,10 @@ def rebuild_from_tracks(
         seen = identity.last_seen_by_camera.get(camera_id, span.end)
         identity.last_seen_by_camera[camera_id] = max(seen, span.end)
     if identity.tracks:
-        identity.first_seen = min(span.start for span in identity.tracks.values())
+        starts = [span.start for span in identity.tracks.values()]
+        if identity.stored_first_seen is not None:  # seen by earlier runs, spans not kept
+            starts.append(identity.stored_first_seen)
+        identity.first_seen = min(starts)
         identity.last_seen = max(span.end for span in identity.tracks.values())
 
 
