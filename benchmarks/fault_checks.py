@@ -5,7 +5,8 @@
   identity's ``first_seen``. A global id given again to another person (a run that could not
   read the stored gallery) rewrites that identity's hash with the newcomer's later
   ``first_seen``; merges only ever move it earlier. So a ``first_seen`` that moves later is a
-  reused id.
+  stored identity rewritten: its id given again, or its history lost (the first 10-minute run
+  found a split in a later run rebuilding ``first_seen`` from that run's tracks only).
 - :func:`check_events` reads the whole event stream at the end. ``event_id`` is
   ``<run id>:<sequence>`` with sequences 1, 2, 3, … in each process; after dropping
   redeliveries (copies of one ``event_id``, allowed: delivery is at least once), every run's
@@ -30,7 +31,8 @@ import redis
 
 @dataclass
 class IdentityViolation:
-    """A stored identity whose ``first_seen`` moved later: its id was given to someone else."""
+    """A stored identity whose ``first_seen`` moved later: its id given to someone else, or
+    its stored history overwritten."""
 
     global_id: int
     first_seen_before: float

@@ -16,10 +16,11 @@ fixed fractions of ``--minutes``:
 - at the end crosscam gets SIGTERM (a clean stop).
 
 Then: no event id missing or conflicting after de-duplication, no ``camera:track`` key shared
-by two runs, every track ended, no global id given again to another person (a stored
-identity's ``first_seen`` never moves later) and ``max_global_id`` never decreasing. Progress
-is shown with rich; ``faults.md`` and ``faults.json`` (machine, git commit, timeline, checks)
-go to ``--output``. ``tests/test_faults.py`` (slow) runs a 3-minute version.
+by two runs, every track ended, no global id given again to another person and no stored
+identity rewritten (its ``first_seen`` never moves later) and ``max_global_id`` never
+decreasing. Progress is shown with rich; ``faults.md`` and ``faults.json`` (machine, git
+commit, timeline, checks) go to ``--output``. ``tests/test_faults.py`` (slow) runs a
+3-minute version.
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ def markdown_report(report: FaultReport, run: dict[str, Any]) -> str:
         f"| tracks / `camera:track` keys shared by two runs | {events.tracks} / "
         f"{len(events.track_keys_shared_by_runs)} |",
         f"| tracks never ended | {len(events.tracks_never_ended)} |",
-        f"| identities seen / global ids given again to another person | "
+        f"| identities seen / stored identities rewritten (id given again or history lost) | "
         f"{identities['identities_seen']} / {len(identities['reused_ids'])} |",
         f"| `max_global_id` decreases (samples while Redis answered / down) | "
         f"{len(identities['max_global_id_decreases'])} "
