@@ -3,12 +3,14 @@
     python -m benchmarks.identity_ablation --streams benchmarks/configs/terrace1.yaml \
         --gt benchmarks/ground_truth/terrace1.json [--calibration hand.yaml]
 
-Three pipeline runs (``benchmarks.accuracy``'s own runner, one commit): the earlier defaults
-(ByteTrack with a 1 s buffer, online matcher only), the new tracker alone, and today's defaults
-(tracker, online passes, end-of-run pass). The end-of-run pass's own steps are then replayed
-on the default run's saved track log (``--track-log``): appearance only, + learned geometry,
-+ swap cuts (= defaults), and the user-calibration row (``--calibration``: a calibration file,
-e.g. the hand fit of ``benchmarks.homography_check``). Every row is scored on the whole
+Four pipeline runs (``benchmarks.accuracy``'s own runner, one commit): the earlier defaults
+(ByteTrack with a 1 s buffer, online matcher only), the new tracker alone, the whole-track
+passes without encounter handling, and today's defaults (tracker, online passes, end-of-run
+pass, tracks cut where boxes met and a clip for each side). The end-of-run pass's own steps
+are then replayed on the default run's saved track log (``--track-log``, so with its
+encounter clips): appearance only, + learned geometry, + swap cuts, + encounter cuts
+(= defaults), and the user-calibration row (``--calibration``: a calibration file, e.g. the
+hand fit of ``benchmarks.homography_check``). Every row is scored on the whole
 sequence and on each half. Pipeline rows score their halves from the whole run's MTMC output
 (the online matcher is causal, so its first half never saw the second); track-log rows refine
 each half on its own, so choices made on the first half never saw the second. Writes
@@ -40,15 +42,21 @@ from tools.ground_truth import load_ground_truth
 
 EARLIER = ["tracker.algorithm=bytetrack", "tracker.lost_track_seconds=1.0"]
 ONLINE_ONLY = ["identity.refine_at_end=false", "identity.refine_every_seconds=0"]
+NO_ENCOUNTERS = ["identity.cut_encounters=false"]
 PIPELINE_ROWS = [
     ("earlier defaults: ByteTrack 1 s, online matcher", EARLIER + ONLINE_ONLY),
     ("+ tracker: BoT-SORT 2 s", ONLINE_ONLY),
-    ("+ whole-track passes (defaults)", []),
+    ("+ whole-track passes", NO_ENCOUNTERS),
+    ("+ encounters: cuts and clips (defaults)", []),
 ]
 LOG_ROWS = [
-    ("end-of-run pass, appearance only", ["identity.learn_geometry=false"]),
-    ("+ learned geometry", ["identity.cut_swaps=false"]),
-    ("+ swap cuts (defaults)", []),
+    (
+        "end-of-run pass, appearance only",
+        ["identity.learn_geometry=false", "identity.cut_swaps=false", *NO_ENCOUNTERS],
+    ),
+    ("+ learned geometry", ["identity.cut_swaps=false", *NO_ENCOUNTERS]),
+    ("+ swap cuts", NO_ENCOUNTERS),
+    ("+ encounter cuts (defaults)", []),
 ]
 
 
