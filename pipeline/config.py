@@ -357,6 +357,9 @@ class IdentityConfig(StrictModel):
     learn_geometry: bool = Field(
         default=True, description="learn view homographies from the footage where not given"
     )
+    relearn_geometry_seconds: float = Field(
+        default=60.0, gt=0, description="online passes learn them again this often (footage)"
+    )
     min_boxes: int = Field(default=3, ge=1, description="shorter tracks are left out")
     min_common_samples: int = Field(default=5, ge=1, description="before geometry decides")
     match_heights: float = Field(default=0.35, gt=0, description="feet this close: same place")

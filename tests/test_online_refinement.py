@@ -79,7 +79,7 @@ def test_passes_run_every_refine_every_seconds_of_footage():
     assert online.maybe_refine(first, gallery) is None  # not due
     result = online.maybe_refine(log, gallery)  # 58 s: due
     assert result is not None and online.passes == 1 and online.merges == 1
-    assert (0, 1) in online.homographies  # learned once, kept for the next passes
+    assert (0, 1) in online.learned  # learned, kept for the next passes until relearned
 
 
 def test_a_track_the_pass_puts_with_someone_else_is_split_off_and_merged_there():
@@ -100,3 +100,35 @@ def test_a_track_the_pass_puts_with_someone_else_is_split_off_and_merged_there()
     assert kinds.count(EventType.IDENTITY_MERGED) == 1
     assert gallery.global_id_of(1, 160) == gallery.global_id_of(0, 60)
     assert gallery.global_id_of(0, 70) != gallery.global_id_of(0, 60)
+
+
+def test_learned_geometry_is_learned_again_from_the_recent_window():
+    """A camera that moved (or a first fit from thin evidence) is not stuck with its first
+    homography: after relearn_geometry_seconds of footage the pass learns it again, and a
+    user's calibration is never replaced."""
+    log, _ = _scene()
+    gallery = matcher()
+    online = OnlineRefinement(
+        IdentityConfig(refine_every_seconds=1.0, relearn_geometry_seconds=30.0), {}
+    )
+    online._last_refined = 0.0
+    online.maybe_refine(log, gallery)
+    first = online.learned[(0, 1)]
+    stale = first.inverse().inverse()
+    stale.matrix = np.eye(3)  # as if the first fit were wrong
+    online.learned[(0, 1)] = stale
+    online._last_refined = 0.0
+    online.maybe_refine(log, gallery)  # learned at this very footage time: kept
+    assert online.learned[(0, 1)] is stale
+    online._learned_at -= 30.0
+    online._last_refined = 0.0
+    online.maybe_refine(log, gallery)
+    np.testing.assert_allclose(online.learned[(0, 1)].matrix, MATRIX, rtol=1e-2, atol=1e-4)
+    calibrated = OnlineRefinement(
+        IdentityConfig(refine_every_seconds=1.0, relearn_geometry_seconds=30.0),
+        {(0, 1): stale, (1, 0): stale.inverse()},
+    )
+    calibrated._last_refined = 0.0
+    calibrated.maybe_refine(log, gallery)
+    assert calibrated.learned == {}
+    assert calibrated.known[(0, 1)] is stale

@@ -40,7 +40,9 @@ class OnlineRefinement:
         self, config: IdentityConfig, known: dict[tuple[int, int], ViewHomography]
     ) -> None:
         self.config = config
-        self.homographies = dict(known)
+        self.known = dict(known)
+        self.learned: dict[tuple[int, int], ViewHomography] = {}
+        self._learned_at: float | None = None
         self._last_refined: float | None = None
         self.passes = 0
         self.merges = 0
@@ -61,11 +63,27 @@ class OnlineRefinement:
         if not self.due(log):
             return None
         started = time.monotonic()
-        self._last_refined = log.newest_timestamp()
+        newest = log.newest_timestamp()
+        if newest is None:
+            return None
+        self._last_refined = newest
         log.prune()
         window = log.recent(self.config.window_seconds)
-        refinement = refine_identities(window, self.config, self.homographies)
-        self.homographies.update(refinement.homographies)
+        relearn = (
+            self._learned_at is None
+            or newest - self._learned_at >= self.config.relearn_geometry_seconds
+        )
+        given = self.known if relearn else {**self.learned, **self.known}
+        refinement = refine_identities(window, self.config, given)
+        if relearn:
+            fresh = {
+                pair: view
+                for pair, view in refinement.homographies.items()
+                if pair not in self.known
+            }
+            self.learned.update(fresh)  # a pair not found this time keeps its earlier fit
+            if fresh:
+                self._learned_at = newest
         result = reconcile(refinement, matcher)
         self.passes += 1
         merges = sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
