@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("ultralytics", "PIL", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    commit = git_commit()  # the code that runs, whatever lands while it does
     ground_truth = load_ground_truth(arguments.gt)
     rows: list[dict[str, Any]] = []
     default_log: Path | None = None
@@ -162,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibration": str(arguments.calibration) if arguments.calibration else None,
         "split_seconds": arguments.split_seconds,
         "machine": machine_description()["summary"],
-        "commit": git_commit(),
+        "commit": commit,
         "rows": rows,
     }
     arguments.out.mkdir(parents=True, exist_ok=True)
