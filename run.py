@@ -305,7 +305,7 @@ def run_matcher(
     counters = matcher.run(idle_exit_seconds)
     console.print(
         f"matcher {name}: {counters.messages} messages, {counters.clips} clips, "
-        f"{counters.claimed} claimed from other matchers, "
+        f"{counters.claimed} claimed from other matchers, {counters.passes} identity passes, "
         f"{len(matcher.identity.matcher.identities)} identities",
         highlight=False,
     )

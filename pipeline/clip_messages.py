@@ -9,10 +9,17 @@ All fields are strings (so messages can also wait in the on-disk spool):
   ``frame_index``, ``timestamp``, ``bbox`` (``x1,y1,x2,y2``), ``score`` (detection
   confidence), ``sent_unix``;
 - ``clip``: ``embedding`` (base64 of float32 little-endian), ``quality``, ``final``
-  (``0``/``1``), ``first_timestamp``, ``last_timestamp``, ``first_bbox`` (optional);
+  (``0``/``1``), ``first_timestamp``, ``last_timestamp``, ``first_bbox`` (optional),
+  ``frame_indices`` (optional, ``,``-separated): the source frames of its crops;
+- ``clip`` and ``ended``: ``boxes`` (optional, base64 of packed rows): the track's boxes since
+  its previous ``clip`` / ``ended`` message, for the matchers' whole-track passes
+  (``pipeline/track_boxes.py``);
 - ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message.
 - ``reconnected``: the camera came back after ``outage_seconds`` (``pipeline/reconnect.py``);
   ``track_id`` is ``-1`` and the box empty.
+
+``boxes`` and ``frame_indices`` are optional: messages of edges that predate them are read as
+before (a track without boxes, a clip without frame indices).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 
 from pipeline.clips import Clip, TrackEvent
 from pipeline.matching import EmbeddedClip
+from pipeline.track_boxes import TrackBoxes
 
 CLIP_SCHEMA_VERSION = 1
 
@@ -40,6 +48,8 @@ class ClipMessage:
     has_final_clip: bool = False
     event_id: str = ""
     outage_seconds: float = 0.0
+    boxes: TrackBoxes | None = None
+    """The track's boxes since its previous message (``clip`` / ``ended``; None: none)."""
 
     @property
     def captured_at(self) -> float:
@@ -72,6 +82,10 @@ class ClipMessage:
             }
             if clip.first_box is not None:
                 fields["first_bbox"] = ",".join(repr(float(v)) for v in clip.first_box.tolist())
+            if len(clip.frame_indices):
+                fields["frame_indices"] = ",".join(str(int(v)) for v in clip.frame_indices)
+        if self.boxes is not None and len(self.boxes):
+            fields["boxes"] = self.boxes.encode()
         if self.kind == "ended":
             fields["has_final_clip"] = "1" if self.has_final_clip else "0"
         if self.kind == "reconnected":
@@ -83,8 +97,10 @@ def started_message(edge: str, track: TrackEvent) -> ClipMessage:
     return ClipMessage("started", edge, track)
 
 
-def ended_message(edge: str, track: TrackEvent, has_final_clip: bool) -> ClipMessage:
-    return ClipMessage("ended", edge, track, has_final_clip=has_final_clip)
+def ended_message(
+    edge: str, track: TrackEvent, has_final_clip: bool, boxes: TrackBoxes | None = None
+) -> ClipMessage:
+    return ClipMessage("ended", edge, track, has_final_clip=has_final_clip, boxes=boxes)
 
 
 def reconnected_message(edge: str, camera_id: int, outage_seconds: float) -> ClipMessage:
@@ -100,7 +116,7 @@ def reconnected_message(edge: str, camera_id: int, outage_seconds: float) -> Cli
     return ClipMessage("reconnected", edge, track, outage_seconds=outage_seconds)
 
 
-def clip_message(edge: str, embedded: EmbeddedClip) -> ClipMessage:
+def clip_message(edge: str, embedded: EmbeddedClip, boxes: TrackBoxes | None = None) -> ClipMessage:
     clip = embedded.clip
     track = TrackEvent(
         camera_id=clip.camera_id,
@@ -111,7 +127,7 @@ def clip_message(edge: str, embedded: EmbeddedClip) -> ClipMessage:
         confidence=clip.quality,
         captured_at=clip.captured_at,
     )
-    return ClipMessage("clip", edge, track, embedded=embedded)
+    return ClipMessage("clip", edge, track, embedded=embedded, boxes=boxes)
 
 
 def parse_message(fields: dict[str, str]) -> ClipMessage:
@@ -127,13 +143,15 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
     )
     kind = fields["kind"]
     message = ClipMessage(kind, fields["edge"], track, event_id=fields.get("event_id", ""))
+    if "boxes" in fields:
+        message.boxes = TrackBoxes.decode(fields["boxes"])
     if kind == "clip":
         embedding = np.frombuffer(base64.b64decode(fields["embedding"]), dtype="<f4")
         clip = Clip(
             camera_id=track.camera_id,
             track_id=track.track_id,
             crops=np.zeros((0, 1, 1, 3), dtype=np.uint8),
-            frame_indices=np.zeros(0, dtype=np.int64),
+            frame_indices=_frame_indices(fields.get("frame_indices", "")),
             quality=float(fields["quality"]),
             final=fields["final"] == "1",
             first_timestamp=float(fields["first_timestamp"]),
@@ -155,3 +173,8 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
 
 def _box(text: str) -> np.ndarray:
     return np.asarray([float(value) for value in text.split(",")], dtype=np.float32)
+
+
+def _frame_indices(text: str) -> np.ndarray:
+    """int64 ``(T,)`` from ``1,2,3`` (empty: none, a message of an older edge)."""
+    return np.asarray([int(value) for value in text.split(",") if value], dtype=np.int64)

@@ -8,7 +8,10 @@ hot standbys. A matcher that becomes leader first claims the entries other consu
 pending (a killed matcher loses no clip), restores the gallery from Redis, then reads new
 entries. Entries are acknowledged only after their events were handed to the publisher. An
 edge's ``reconnected`` message widens same-camera re-association for a while, as in the
-single-process pipeline (``pipeline/reconnect.py``).
+single-process pipeline (``pipeline/reconnect.py``). The leader also runs the whole-track
+passes on the boxes edges send (``pipeline/matcher_passes.py``): each at the stream position
+where it falls due (after the clips before it were matched), its merges and splits published
+with that batch's events.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pipeline.config import CrosscamConfig
 from pipeline.events import Event
 from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
+from pipeline.matcher_passes import MatcherPasses
 from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.publish import build_publisher
 from pipeline.reconnect import ReconnectContinuity
@@ -42,6 +46,8 @@ class MatcherCounters:
     clips: int = 0
     claimed: int = 0
     batches: int = 0
+    passes: int = 0
+    """Whole-track passes run (``pipeline/matcher_passes.py``)."""
 
 
 class DistributedMatcher:
@@ -66,6 +72,7 @@ class DistributedMatcher:
         # the matcher's own copy of the matching config: reconnects widen re-association
         self.identity = IdentityService(config.matching.model_copy())
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
+        self.passes = MatcherPasses(config)
         self.publisher = build_publisher(config, redis_url, run_id)
         self.counters = MatcherCounters()
         self.on_batch: Callable[[DistributedMatcher], None] | None = None
@@ -134,6 +141,7 @@ class DistributedMatcher:
         self._leading = True
         logger.info("matcher %s is the leader", self.consumer)
         restore_gallery(self.redis_url, self.config.redis, self.identity.matcher, self._stop.is_set)
+        self.passes.reset()
         self._claim_pending()
         return True
 
@@ -177,20 +185,31 @@ class DistributedMatcher:
                 self.counters.clips += len(clips)
                 clips.clear()
 
+        def refine() -> None:
+            match_clips()
+            result = self.passes.refine(self.identity.matcher)
+            if result is not None:
+                _collect(result, events, changed, removed)
+                self.counters.passes += 1
+
         for _entry_id, fields in entries:
             message: ClipMessage = parse_message(fields)
+            self.passes.log(message)
+            track = message.track
             if message.kind == "clip" and message.embedded is not None:
                 clips.append(message.embedded)
-                continue
-            match_clips()
-            track = message.track
-            if message.kind == "started":
+            elif message.kind == "started":
+                match_clips()
                 events += self.identity.started([track])
             elif message.kind == "reconnected":
+                match_clips()
                 self.continuity.camera_reconnected(track.camera_id, message.outage_seconds)
             else:
+                match_clips()
                 key = {(track.camera_id, track.track_id)} if message.has_final_clip else set()
                 events += self.identity.ended([track], key)
+            if message.boxes is not None and self.passes.due():
+                refine()
         match_clips()
         self.publisher.publish(events, list(changed.values()), removed)
         self._client.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
@@ -201,6 +220,9 @@ class DistributedMatcher:
 
     def _shutdown(self) -> None:
         self.publisher.publish(self.identity.pending_ends())
+        final = self.passes.final(self.identity.matcher) if self._leading else None
+        if final is not None:
+            self.publisher.publish(final.events, final.changed, final.removed)
         if not self.publisher.flush():
             logger.error("matcher: %d events left in the spool", self.publisher.buffered_events)
         self.publisher.close()

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import redis
 
 from pipeline.clip_messages import (
@@ -48,6 +47,7 @@ from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_rel
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
+from pipeline.track_boxes import BoxHistory, TrackBoxes
 from pipeline.track_ledger import read_track_ledger
 from pipeline.visualize import AnnotatedVideoWriter
 
@@ -134,6 +134,9 @@ class Pipeline:
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.track_log = self._track_log()
         """Whole tracks for the identity passes (``pipeline.identity.refine``)."""
+        self.box_history = BoxHistory() if edge_name is not None else None
+        """An edge's boxes per track, sent with the track's next message for the matchers'
+        passes (``pipeline/track_boxes.py``)."""
         self.online_refinement = (
             OnlineRefinement(config.identity, known_homographies(config))
             if self.track_log is not None and edge_name is None
@@ -386,6 +389,8 @@ class Pipeline:
                 self.mtmc.update(tracked)
             if self.track_log is not None:
                 self.track_log.add_frame(tracked)
+            if self.box_history is not None:
+                self.box_history.update(tracked)
             if self.video is not None:
                 self.video.update(tracked, self.matcher.global_id_of)
         self._handle_buffer_output(output)
@@ -415,7 +420,10 @@ class Pipeline:
             records = [started_message(self.edge_name, track) for track in output.started]
             records += [
                 ended_message(
-                    self.edge_name, track, (track.camera_id, track.track_id) in final_keys
+                    self.edge_name,
+                    track,
+                    (track.camera_id, track.track_id) in final_keys,
+                    self._boxes_of(track.camera_id, track.track_id),
                 )
                 for track in output.ended
             ]
@@ -425,20 +433,22 @@ class Pipeline:
         self.totals.clips_encoded += len(embedded)
         if self.track_log is not None:
             for item in embedded:
-                clip = item.clip
-                self.track_log.add_embedding(
-                    clip.camera_id,
-                    clip.track_id,
-                    item.embedding,
-                    clip.quality,
-                    int(np.median(clip.frame_indices)),
-                )
+                self.track_log.add_clip(item.clip, item.embedding)
         timeline = self.timeline
         if timeline is not None:
             for item in embedded:
                 timeline.stamp("encode", _clip_keys([item.clip]), item.encoded_at)
         if self.edge_name is not None:
-            self._publish([clip_message(self.edge_name, item) for item in embedded])
+            self._publish(
+                [
+                    clip_message(
+                        self.edge_name,
+                        item,
+                        self._boxes_of(item.clip.camera_id, item.clip.track_id),
+                    )
+                    for item in embedded
+                ]
+            )
             if timeline is not None:
                 timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
             return
@@ -453,6 +463,10 @@ class Pipeline:
         if timeline is not None:
             timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
             timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
+
+    def _boxes_of(self, camera_id: int, track_id: int) -> TrackBoxes | None:
+        """An edge's boxes of a track since its previous message."""
+        return None if self.box_history is None else self.box_history.take(camera_id, track_id)
 
     def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
         started = time.monotonic()

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.clips import Clip
 from pipeline.gallery import TrackKey
 from pipeline.identity.trajectories import Trajectory
 from pipeline.records import FrameDetections
+
+if TYPE_CHECKING:
+    from pipeline.track_boxes import TrackBoxes
 
 PieceKey = tuple[int, int, int]
 """``(camera id, track id, first frame index)`` of a track or of a piece of one."""
@@ -135,6 +140,25 @@ class TrackLog:
             record.frame_indices.append(frame_detections.frame_index)
             record.boxes.append(np.asarray(box, dtype=np.float32))
             record.confidences.append(float(confidence))
+
+    def add_boxes(self, camera_id: int, track_id: int, boxes: TrackBoxes) -> None:
+        """Log boxes of one track that came after those logged so far (an edge's message)."""
+        if not len(boxes):
+            return
+        record = self._record(camera_id, track_id)
+        record.timestamps.extend(boxes.timestamps.tolist())
+        record.frame_indices.extend(boxes.frame_indices.tolist())
+        record.boxes.extend(np.asarray(boxes.xyxy, dtype=np.float32))
+        record.confidences.extend(boxes.confidences.tolist())
+        newest = float(boxes.timestamps.max())
+        self._newest[camera_id] = max(self._newest.get(camera_id, newest), newest)
+
+    def add_clip(self, clip: Clip, embedding: np.ndarray) -> None:
+        """Log one embedded clip at its middle source frame (its newest frame when the clip
+        carries no frame indices: a message of an older edge)."""
+        frames = clip.frame_indices
+        frame = int(np.median(frames)) if len(frames) else clip.last_frame_index
+        self.add_embedding(clip.camera_id, clip.track_id, embedding, clip.quality, frame)
 
     def add_embedding(
         self, camera_id: int, track_id: int, embedding: np.ndarray, quality: float, frame: int
