@@ -34,7 +34,10 @@ class IdentityService:
 
     def __init__(self, config: MatchingConfig) -> None:
         self.matcher = IdentityMatcher(config)
-        self._ending: dict[TrackKey, Event] = {}
+        self._ending: dict[TrackKey, deque[Event]] = {}
+        """``track_ended`` events waiting for their track's last clip, oldest first: the
+        tracker can hand out one track id again after the clip buffer ended it (it found the
+        person again), so one key may end twice before the first last clip is matched."""
         self.match_latency_ms: deque[float] = deque(maxlen=MATCH_LATENCY_SAMPLES)
         """The latest batches' match times (bounded: a 24/7 matcher must not grow)."""
         self.match_seconds_total = 0.0
@@ -50,7 +53,7 @@ class IdentityService:
             key = (track.camera_id, track.track_id)
             event = self._track_event(EventType.TRACK_ENDED, track)
             if key in keys_with_final_clip:
-                self._ending[key] = event
+                self._ending.setdefault(key, deque()).append(event)
             else:
                 self.matcher.end_track(track.camera_id, track.track_id, track.timestamp, track.box)
                 event.global_id = self.matcher.global_id_of(*key)
@@ -67,9 +70,11 @@ class IdentityService:
                 continue
             key = item.key
             self.matcher.end_track(key[0], key[1], item.clip.last_timestamp, item.clip.last_box)
-            event = self._ending.pop(key, None)
-            if event is not None:
-                ended.append(event)
+            waiting = self._ending.get(key)
+            if waiting:
+                ended.append(waiting.popleft())
+                if not waiting:
+                    del self._ending[key]
         self.matcher.check_splits(result)  # before the ends, so they carry the id after a split
         for event in ended:
             event.global_id = self.matcher.global_id_of(event.camera_id, event.track_id)
@@ -82,7 +87,7 @@ class IdentityService:
 
     def pending_ends(self) -> list[Event]:
         """Ended tracks whose last clip never arrived (shutdown): publish them as they are."""
-        events = list(self._ending.values())
+        events = [event for waiting in self._ending.values() for event in waiting]
         self._ending.clear()
         for event in events:
             event.global_id = self.matcher.global_id_of(event.camera_id, event.track_id)
