@@ -6,7 +6,10 @@
   read the stored gallery) rewrites that identity's hash with the newcomer's later
   ``first_seen``; merges only ever move it earlier. So a ``first_seen`` that moves later is a
   stored identity rewritten: its id given again, or its history lost (the first 10-minute run
-  found a split in a later run rebuilding ``first_seen`` from that run's tracks only).
+  found a split in a later run rebuilding ``first_seen`` from that run's tracks only) — when
+  the identity was first seen before the run that moved it started, and its new ``first_seen``
+  lies in that run (:func:`stored_identity_rewrites`). Within the run that made an identity,
+  a split that takes its first track away moves ``first_seen`` later, rightly.
 - :func:`check_events` reads the whole event stream at the end. ``event_id`` is
   ``<run id>:<sequence>`` with sequences 1, 2, 3, … in each process; after dropping
   redeliveries (copies of one ``event_id``, allowed: delivery is at least once), every run's
@@ -30,15 +33,31 @@ import redis
 
 
 @dataclass
-class IdentityViolation:
-    """A stored identity whose ``first_seen`` moved later: its id given to someone else, or
-    its stored history overwritten."""
+class FirstSeenMove:
+    """An identity whose ``first_seen`` moved later between two samples; which of these are
+    faults is :func:`stored_identity_rewrites`'s call."""
 
     global_id: int
     first_seen_before: float
     first_seen_after: float
     seconds: float
     """When it was seen, in seconds since the watch started."""
+
+
+def stored_identity_rewrites(
+    moves: list[FirstSeenMove], run_starts_unix: list[float]
+) -> list[FirstSeenMove]:
+    """Of the ``first_seen`` moves, those that rewrote an identity an earlier run stored: it
+    was first seen before the run writing at that moment started (``run_starts_unix``: the
+    crosscam processes' start times, Unix seconds, as the cameras' live timestamps), and the
+    new ``first_seen`` is in that run."""
+    rewrites = []
+    for move in moves:
+        started = [start for start in run_starts_unix if start <= move.first_seen_after]
+        run_start = max(started, default=float("-inf"))
+        if move.first_seen_before < run_start <= move.first_seen_after:
+            rewrites.append(move)
+    return rewrites
 
 
 @dataclass
@@ -52,7 +71,8 @@ class IdentityWatchResult:
     max_global_id_decreases: list[tuple[float, int, int]] = field(default_factory=list)
     """``(seconds, before, after)`` for each decrease."""
     identities_seen: int = 0
-    reused_ids: list[IdentityViolation] = field(default_factory=list)
+    first_seen_moves: list[FirstSeenMove] = field(default_factory=list)
+    """Every ``first_seen`` that moved later (a within-run split, or a rewrite)."""
 
 
 class IdentityWatch:
@@ -122,7 +142,8 @@ class IdentityWatch:
         if known is None or first_seen < known:
             self._first_seen[global_id] = first_seen
         elif first_seen > known + 1e-3:
-            self.result.reused_ids.append(IdentityViolation(global_id, known, first_seen, seconds))
+            move = FirstSeenMove(global_id, known, first_seen, seconds)
+            self.result.first_seen_moves.append(move)
             self._first_seen[global_id] = first_seen
 
 
@@ -143,6 +164,8 @@ class EventCheck:
     tracks: int = 0
     track_keys_shared_by_runs: list[str] = field(default_factory=list)
     tracks_never_ended: list[str] = field(default_factory=list)
+    never_ended_history: dict[str, list[str]] = field(default_factory=dict)
+    """For each track never ended: ``event_id type timestamp`` of its events, in order."""
     events_by_type: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -206,4 +229,10 @@ def check_events(entries: list[dict[str, Any]]) -> EventCheck:
     check.tracks = len(runs_of_key)
     check.track_keys_shared_by_runs = sorted(k for k, runs in runs_of_key.items() if len(runs) > 1)
     check.tracks_never_ended = sorted(key for key, count in open_count.items() if count > 0)
+    never_ended = set(check.tracks_never_ended)
+    for event_id, fields in copies.items():
+        key = f"{fields['camera_id']}:{fields['track_id']}"
+        if key in never_ended:
+            line = f"{event_id} {fields['type']} {fields.get('timestamp', '')}"
+            check.never_ended_history.setdefault(key, []).append(line)
     return check

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from benchmarks.fault_checks import IdentityWatch, check_events
+from benchmarks.fault_checks import IdentityWatch, check_events, stored_identity_rewrites
 from benchmarks.faults import main
 from pipeline.redis_server import EmbeddedRedis
 from tests.rtsp_server import rtsp_available
@@ -29,7 +29,7 @@ def test_short_fault_scenario_loses_no_event_and_reuses_no_global_id(tmp_path: P
     events = report["events"]
     assert events["unique_events"] > 0 and not events["missing_ids"]
     assert not events["conflicting_ids"] and not events["track_keys_shared_by_runs"]
-    assert not report["identities"]["reused_ids"]
+    assert not report["stored_identities_rewritten"]
     assert not report["identities"]["max_global_id_decreases"]
 
 
@@ -61,7 +61,11 @@ def test_the_checks_see_a_gap_a_shared_id_a_reused_global_id_and_a_lower_max(
         client.hset("crosscam:identity:3", mapping={"first_seen": "250.0"})  # someone else
         result = watch.stop()
         client.close()
-    assert [(v.global_id, v.first_seen_before, v.first_seen_after) for v in result.reused_ids] == [
+    moves = result.first_seen_moves
+    assert [(v.global_id, v.first_seen_before, v.first_seen_after) for v in moves] == [
         (3, 90.0, 250.0)
     ]
+    # a run started at 200 s rewrote it; had the identity been made by that run, no rewrite
+    assert stored_identity_rewrites(moves, [0.0, 200.0]) == moves
+    assert stored_identity_rewrites(moves, [0.0, 50.0]) == []
     assert [(before, after) for _, before, after in result.max_global_id_decreases] == [(8, 7)]
