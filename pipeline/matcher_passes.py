@@ -42,6 +42,8 @@ class MatcherPasses:
             else None
         )
         self.boxes_logged = 0
+        self.final_seconds = 0.0
+        """Seconds the end-of-run pass took."""
 
     def log(self, message: ClipMessage) -> None:
         """Log a message's boxes and, for a track with boxes, its clip embedding."""
@@ -71,10 +73,11 @@ class MatcherPasses:
         started = time.monotonic()
         refinement = refine_identities(self.track_log, self.settings, self.known)
         result = reconcile(refinement, matcher)
+        self.final_seconds = time.monotonic() - started
         logger.info(
             "matcher: last identity pass over %d tracks (%.2f s): %d events",
             len(self.track_log),
-            time.monotonic() - started,
+            self.final_seconds,
             len(result.events),
         )
         return result

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -38,6 +38,8 @@ from pipeline.reconnect import ReconnectContinuity
 logger = logging.getLogger(__name__)
 
 GROUP = "matchers"
+
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -123,15 +125,7 @@ class DistributedMatcher:
         """Take or renew the leader lease; on taking it, claim pending entries and restore."""
         milliseconds = int(self.lease_seconds * 1000)
         if self._leading:
-            renewed = self._client.eval(
-                "if redis.call('get', KEYS[1]) == ARGV[1] then "
-                "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
-                1,
-                self.leader_key,
-                self.consumer,
-                milliseconds,
-            )
-            if renewed:
+            if self._renew_lease():
                 return True
             logger.warning("matcher %s lost the leader lease", self.consumer)
             self._leading = False
@@ -144,6 +138,40 @@ class DistributedMatcher:
         self.passes.reset()
         self._claim_pending()
         return True
+
+    def _renew_lease(self) -> bool:
+        """Extend the lease this matcher holds; False when it no longer holds it."""
+        renewed = self._client.eval(
+            "if redis.call('get', KEYS[1]) == ARGV[1] then "
+            "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
+            1,
+            self.leader_key,
+            self.consumer,
+            int(self.lease_seconds * 1000),
+        )
+        return bool(renewed)
+
+    def _holding_lease(self, work: Callable[[], Result]) -> Result:
+        """``work()`` (a whole-track pass) with the lease renewed while it runs (every second,
+        or a third of the lease if shorter): a pass over a busy window can outlast the lease,
+        and a standby must not take over from a matcher that is alive and working."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(min(1.0, self.lease_seconds / 3)):
+                try:
+                    if not self._renew_lease():
+                        return
+                except redis.RedisError:
+                    logger.debug("could not renew the leader lease during a pass")
+
+        keeper = threading.Thread(target=renew, name="lease-keeper", daemon=True)
+        keeper.start()
+        try:
+            return work()
+        finally:
+            done.set()
+            keeper.join()
 
     def _claim_pending(self) -> None:
         """Take over the entries other (dead) consumers read but never acknowledged."""
@@ -187,7 +215,7 @@ class DistributedMatcher:
 
         def refine() -> None:
             match_clips()
-            result = self.passes.refine(self.identity.matcher)
+            result = self._holding_lease(lambda: self.passes.refine(self.identity.matcher))
             if result is not None:
                 _collect(result, events, changed, removed)
                 self.counters.passes += 1
@@ -220,7 +248,9 @@ class DistributedMatcher:
 
     def _shutdown(self) -> None:
         self.publisher.publish(self.identity.pending_ends())
-        final = self.passes.final(self.identity.matcher) if self._leading else None
+        final = None
+        if self._leading:
+            final = self._holding_lease(lambda: self.passes.final(self.identity.matcher))
         if final is not None:
             self.publisher.publish(final.events, final.changed, final.removed)
         if not self.publisher.flush():

@@ -198,3 +198,17 @@ def test_box_history_hands_over_each_box_once_and_stays_bounded():
     assert thinned.frame_indices[0] < 100 and thinned.frame_indices[-1] == 999
     assert np.all(np.diff(thinned.frame_indices) > 0)
     assert history.pending_tracks == 0
+
+
+def test_a_pass_longer_than_the_lease_keeps_the_leader(tmp_path: Path):
+    """A standby must not take over while the leader is busy in a long pass."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        config = CrosscamConfig()
+        config.outputs.run_directory = tmp_path / "runs"
+        leader = DistributedMatcher(config, server.url, "m1", "test", lease_seconds=1.0)
+        standby = DistributedMatcher(config, server.url, "m2", "test", lease_seconds=1.0)
+        leader._ensure_group()
+        assert leader._hold_lease()
+        leader._holding_lease(lambda: time.sleep(2.5))
+        assert not standby._hold_lease()
+        assert leader._hold_lease()

@@ -115,16 +115,13 @@ def test_two_edges_and_a_matcher_give_the_single_process_identities(
     config = write_config(tmp_path, [terrace_camera(0, *SEGMENT), terrace_camera(1, *SEGMENT)])
     with EmbeddedRedis(tmp_path / "single") as single:
         completed = subprocess.run(
-            # matchers get clips, not every box: the whole-track pass is the single process's
-            crosscam(
-                "--streams", str(config), "--redis-url", single.url,
-                "--set", "identity.refine_every_seconds=0",
-            ),
+            # both run the whole-track passes: edges send the matcher every tracked box
+            crosscam("--streams", str(config), "--redis-url", single.url),
             cwd=REPOSITORY_ROOT,
             capture_output=True,
             text=True,
             timeout=300,
-        )  # fmt: skip
+        )
         assert completed.returncode == 0, completed.stderr[-2000:]
         single_identities = identity_of_tracks(single.url)
 
