@@ -35,6 +35,7 @@ from pipeline.gallery import (
     TrackKey,
     TrackSpan,
     gallery_similarities,
+    span_end,
     unit_vector,
     update_prototypes,
 )
@@ -458,6 +459,16 @@ class IdentityMatcher:
         )
         if similarity is not None:
             self._split(identity, item.key, similarity, result)
+
+    def track_fits(self, key: TrackKey, global_id: int) -> bool:
+        """Whether track ``key`` could join identity ``global_id``: it exists and has no
+        other track of that camera seen at the same time."""
+        identity = self.identities.get(global_id)
+        mine = self.identities.get(self.track_to_identity.get(key, -1))
+        if identity is None or mine is None or key not in mine.tracks:
+            return False
+        span = mine.tracks[key]
+        return not identity.conflicts_with(key[0], span.start, span_end(span), exclude=key)
 
     def split_track(self, key: TrackKey, result: MatchResult) -> bool:
         """Move track ``key`` off its identity into a new one on outside evidence (the

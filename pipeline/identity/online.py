@@ -8,7 +8,8 @@ tracks of several online identities, those identities are merged in the matcher,
 publishes the usual ``identity_merged`` event (score 1.0), unless they were seen at the same
 time in one camera (the matcher's own rule, kept); when one online identity holds tracks of
 several clusters, the tracks outside its main cluster (most boxes) are split off first
-(``identity_split``, score 1.0), to be merged with their own cluster's identity. A track the
+(``identity_split``, score 1.0) and merged with their own cluster's identity (only where the
+matcher's rule lets them join it, or where their cluster holds no other identity). A track the
 pass cut where the tracker swapped people counts as its newest piece: who it follows now.
 Distributed matchers (``--role matcher``) get clips, not every box, and do not run this pass.
 """
@@ -109,21 +110,32 @@ def reconcile(refinement: Refinement, matcher: IdentityMatcher) -> MatchResult:
     docstring)."""
     result = MatchResult()
     now = _current_pieces(refinement)
+    holders: dict[int, Counter[int]] = {}
+    """cluster → boxes of each online identity among its tracks."""
+    for track, (cluster, piece) in now.items():
+        online = matcher.global_id_of(*track)
+        if online >= 0:
+            holders.setdefault(cluster, Counter())[online] += len(piece.timestamps)
     by_identity: dict[int, list[TrackKey]] = {}
     for track in sorted(now):
         online = matcher.global_id_of(*track)
         if online >= 0:
             by_identity.setdefault(online, []).append(track)
-    for tracks in by_identity.values():
+    for online, tracks in by_identity.items():
         votes: Counter[int] = Counter()
         for track in tracks:
-            cluster, piece = now[track]
-            votes[cluster] += len(piece.timestamps)
+            votes[now[track][0]] += len(now[track][1].timestamps)
         if len(votes) < 2:
             continue
         stays = max(sorted(votes), key=lambda cluster: votes[cluster])
         for track in tracks:
-            if now[track][0] != stays:
+            cluster = now[track][0]
+            if cluster == stays:
+                continue
+            others = {other: count for other, count in holders[cluster].items() if other != online}
+            target = max(sorted(others), key=others.__getitem__) if others else None
+            # moved only where it can join its cluster's identity (or its cluster is new)
+            if target is None or matcher.track_fits(track, target):
                 matcher.split_track(track, result)
     members: dict[int, list[TrackKey]] = {}
     for track, (cluster, _) in sorted(now.items()):
