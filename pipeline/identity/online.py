@@ -11,7 +11,8 @@ several clusters, the tracks outside its main cluster (most boxes) are split off
 (``identity_split``, score 1.0) and merged with their own cluster's identity (only where the
 matcher's rule lets them join it, or where their cluster holds no other identity). A track the
 pass cut where the tracker swapped people counts as its newest piece: who it follows now.
-Distributed matchers (``--role matcher``) get clips, not every box, and do not run this pass.
+Distributed matchers (``--role matcher``) run it too, on the boxes edges send on the clip
+stream (``pipeline/matcher_passes.py``).
 """
 
 from __future__ import annotations
