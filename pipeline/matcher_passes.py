@@ -7,6 +7,11 @@ the clip stream instead, sent by the edges with each track's ``clip`` and ``ende
 clip embeddings, and runs the same periodic pass as the single process
 (:class:`~pipeline.identity.online.OnlineRefinement`, every ``identity.refine_every_seconds``
 of footage) and, when the matcher stops, the end-of-run pass (``identity.refine_at_end``).
+A matcher that is behind (draining a backlog: its reads come back full) defers the periodic
+pass to every ``window_seconds / 2`` of footage: a pass costs the same whatever footage came
+since the last one, and one every ``refine_every_seconds`` would keep a busy matcher behind for
+ever; every track still meets a pass while it is in the window. Once caught up, passes follow
+the footage again.
 Messages of edges that send no boxes add nothing to the log, so with only such edges no pass
 ever runs.
 """
@@ -32,8 +37,10 @@ class MatcherPasses:
     """``log(message)`` for every message in stream order; ``refine(matcher)`` when ``due()``;
     ``final(matcher)`` once, when the matcher stops."""
 
-    def __init__(self, config: CrosscamConfig) -> None:
+    def __init__(self, config: CrosscamConfig, defer_when_behind: bool = True) -> None:
         self.settings = config.identity
+        self.defer_when_behind = defer_when_behind
+        self._last_pass_footage: float | None = None
         self.known = known_homographies(config)
         self.track_log = TrackLog(self.settings.window_seconds)
         self.online = (
@@ -41,29 +48,53 @@ class MatcherPasses:
             if self.settings.refine_every_seconds > 0
             else None
         )
+        self.enabled = self.online is not None or self.settings.refine_at_end
+        """False: both passes off; nothing is logged."""
+        self._pruned_at: float | None = None
         self.boxes_logged = 0
         self.final_seconds = 0.0
         """Seconds the end-of-run pass took."""
 
     def log(self, message: ClipMessage) -> None:
-        """Log a message's boxes and, for a track with boxes, its clip embedding."""
+        """Log a message's boxes and, for a track with boxes, its clip embedding; forget
+        tracks older than the window every ``refine_every_seconds`` (or 10 s) of footage."""
+        if not self.enabled:
+            return
         track = message.track
         if message.boxes is not None:
             self.track_log.add_boxes(track.camera_id, track.track_id, message.boxes)
             self.boxes_logged += len(message.boxes)
+            newest = self.track_log.newest_timestamp() or 0.0
+            if self._pruned_at is None or newest - self._pruned_at >= self._prune_every_seconds:
+                self.track_log.prune()
+                self._pruned_at = newest
         # an old edge's track never gets boxes: its clips would stay in the log for ever
         logged = (track.camera_id, track.track_id) in self.track_log.records
         if message.kind == "clip" and message.embedded is not None and logged:
             self.track_log.add_clip(message.embedded.clip, message.embedded.embedding)
 
-    def due(self) -> bool:
-        return self.online is not None and self.online.due(self.track_log)
+    @property
+    def _prune_every_seconds(self) -> float:
+        return self.settings.refine_every_seconds or 10.0
+
+    def due(self, behind: bool = False) -> bool:
+        """Whether the periodic pass is due (``behind``: the matcher has a backlog)."""
+        if self.online is None or not self.online.due(self.track_log):
+            return False
+        newest = self.track_log.newest_timestamp()
+        last = self._last_pass_footage
+        if not (behind and self.defer_when_behind) or last is None or newest is None:
+            return True
+        return newest - last >= self.settings.window_seconds / 2
 
     def refine(self, matcher: IdentityMatcher) -> MatchResult | None:
         """The periodic pass, when due: the merges and splits it made in ``matcher``."""
         if self.online is None:
             return None
-        return self.online.maybe_refine(self.track_log, matcher)
+        result = self.online.maybe_refine(self.track_log, matcher)
+        if result is not None:
+            self._last_pass_footage = self.track_log.newest_timestamp()
+        return result
 
     def final(self, matcher: IdentityMatcher) -> MatchResult | None:
         """The end-of-run pass over the window (``identity.refine_at_end``), geometry learned
@@ -86,6 +117,7 @@ class MatcherPasses:
         """Forget the logged tracks (a matcher taking the lead: its log has gaps); learned
         homographies are kept."""
         self.track_log = TrackLog(self.settings.window_seconds)
+        self._pruned_at = None
 
     @property
     def seconds_total(self) -> float:

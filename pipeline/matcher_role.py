@@ -63,7 +63,9 @@ class DistributedMatcher:
         run_id: str,
         lease_seconds: float = 5.0,
         batch_size: int = 256,
+        defer_passes_when_behind: bool = True,
     ) -> None:
+        """``defer_passes_when_behind``: see ``pipeline/matcher_passes.py``."""
         self.config = config
         self.redis_url = redis_url
         self.consumer = consumer
@@ -74,7 +76,7 @@ class DistributedMatcher:
         # the matcher's own copy of the matching config: reconnects widen re-association
         self.identity = IdentityService(config.matching.model_copy())
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
-        self.passes = MatcherPasses(config)
+        self.passes = MatcherPasses(config, defer_passes_when_behind)
         self.publisher = build_publisher(config, redis_url, run_id)
         self.counters = MatcherCounters()
         self.on_batch: Callable[[DistributedMatcher], None] | None = None
@@ -205,6 +207,7 @@ class DistributedMatcher:
         changed: dict[int, Any] = {}
         removed: list[int] = []
         clips: list[EmbeddedClip] = []
+        behind = len(entries) >= self.batch_size  # a full read: more are waiting
 
         def match_clips() -> None:
             if clips:
@@ -236,7 +239,7 @@ class DistributedMatcher:
                 match_clips()
                 key = {(track.camera_id, track.track_id)} if message.has_final_clip else set()
                 events += self.identity.ended([track], key)
-            if message.boxes is not None and self.passes.due():
+            if message.boxes is not None and self.passes.due(behind):
                 refine()
         match_clips()
         self.publisher.publish(events, list(changed.values()), removed)

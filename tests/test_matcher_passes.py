@@ -78,10 +78,11 @@ def _stream(log: TrackLog, with_boxes: bool = True) -> list[dict[str, str]]:
 
 
 def _run_matcher(
-    messages: list[dict[str, str]], directory: Path, **identity: object
+    messages: list[dict[str, str]], directory: Path, defer: bool = False, **identity: object
 ) -> tuple[dict[tuple[int, int], int], list[dict[str, object]], DistributedMatcher]:
-    """Drain ``messages`` with one in-process matcher against a real Redis; the final identity
-    of every track, the published events and the matcher."""
+    """Drain ``messages`` with one in-process matcher against a real Redis, 16 at a time
+    (``defer``: passes deferred while its reads come back full); the final identity of every
+    track, the published events and the matcher."""
     with EmbeddedRedis(directory / "redis") as server:
         config = CrosscamConfig()
         config.redis.url = server.url
@@ -90,7 +91,9 @@ def _run_matcher(
         client = redis.Redis.from_url(server.url, decode_responses=True)
         for fields in messages:
             client.xadd(config.redis.clip_stream, fields)  # type: ignore[arg-type]
-        matcher = DistributedMatcher(config, server.url, "m1", "test", batch_size=16)
+        matcher = DistributedMatcher(
+            config, server.url, "m1", "test", batch_size=16, defer_passes_when_behind=defer
+        )
         matcher.run(idle_exit_seconds=1.0)
         events = [parse_fields(fields) for _, fields in client.xrange(config.redis.stream)]
         assert client.xpending(config.redis.clip_stream, "matchers")["pending"] == 0
@@ -121,6 +124,20 @@ def test_the_matchers_periodic_pass_merges_what_appearance_kept_apart(tmp_path: 
     assert identities[(0, 60)] != identities[(0, 90)]
     for person in range(8):  # the crowd: one identity per person, both views
         assert identities[(0, person)] == identities[(1, 100 + person)]
+
+
+def test_a_matcher_behind_defers_its_passes_to_every_half_window(tmp_path: Path):
+    """Draining a backlog (every read full), passes come every window_seconds / 2 of footage,
+    not every refine_every_seconds; the end-of-run pass still merges the person."""
+    log = _scene_with_later_footage()
+    messages = _stream(log)
+    _, _, every = _run_matcher(messages, tmp_path / "live", refine_at_end=False)
+    identities, _, behind = _run_matcher(
+        messages, tmp_path / "behind", defer=True, window_seconds=60.0
+    )
+    # full reads: passes 30 s of footage apart; the last, short read is caught up
+    assert behind.counters.passes == 3 < every.counters.passes
+    assert identities[(0, 60)] == identities[(1, 160)]
 
 
 def test_old_edges_without_boxes_are_matched_as_before(tmp_path: Path):
