@@ -198,12 +198,7 @@ def refine_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -
     summary = {
         "track_log": _relative(track_log),
         "refinement_seconds": round(elapsed, 2),
-        "clusters": len(refinement.clusters),
-        "threshold": round(refinement.threshold, 4),
-        "geometric_links": refinement.geometric_links,
-        "continuity_links": refinement.continuity_links,
-        "appearance_merges": refinement.appearance_merges,
-        "swap_cuts": refinement.swap_cuts,
+        **refinement.counts(),
         "mtmc_lines": lines,
     }
     return RunOutput(mtmc_path, None, None, summary)

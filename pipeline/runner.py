@@ -571,13 +571,10 @@ def _refinement_summary(refinement: Refinement) -> str:
         for (first, second), view in sorted(refinement.homographies.items())
         if first < second
     )
-    return (
-        f"{len(refinement.clusters)} clusters; {refinement.swap_cuts} swap cuts, "
-        f"geometry links {refinement.geometric_links}, "
-        f"continuity {refinement.continuity_links}, appearance merges "
-        f"{refinement.appearance_merges} (threshold {refinement.threshold:.2f}); "
-        f"overlapping views: {views or 'none'}"
+    counts = ", ".join(
+        f"{name.replace('_', ' ')} {value}" for name, value in refinement.counts().items()
     )
+    return f"{counts}; overlapping views: {views or 'none'}"
 
 
 def _describe_states(sources: Iterable[CameraSource]) -> str:

@@ -101,7 +101,7 @@ class OnlineRefinement:
                 merges,
                 splits,
                 len(refinement.clusters),
-                refinement.swap_cuts,
+                refinement.swap_cuts + refinement.encounter_cuts,
             )
         return result
 

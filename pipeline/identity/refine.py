@@ -69,6 +69,21 @@ class Refinement:
     appearance_merges: int = 0
     cannot_links: int = 0
     swap_cuts: int = 0
+    encounter_cuts: int = 0
+    unseen_joins: int = 0
+
+    def counts(self) -> dict[str, int | float]:
+        """What the pass found and did, for logs and reports."""
+        return {
+            "clusters": len(self.clusters),
+            "swap_cuts": self.swap_cuts,
+            "encounter_cuts": self.encounter_cuts,
+            "geometric_links": self.geometric_links,
+            "continuity_links": self.continuity_links,
+            "appearance_merges": self.appearance_merges,
+            "unseen_joins": self.unseen_joins,
+            "threshold": round(self.threshold, 4),
+        }
 
     def identity_of(self) -> dict[PieceKey, int]:
         """Piece key → cluster index."""
@@ -266,9 +281,11 @@ def refine_identities(
     embeddings = centred_embeddings(records, settings.center_cameras)
     views = learn_homographies(records, trajectories, embeddings, settings, homographies)
     cuts = swap_times(records, trajectories, views, settings) if settings.cut_swaps else {}
+    swap_count = sum(len(times) for times in cuts.values())
     encounters = find_encounters(records, settings.encounter_iou) if settings.cut_encounters else []
     for row, times in encounter_cuts(records, encounters).items():
         cuts.setdefault(row, []).extend(times)
+    encounter_count = sum(len(times) for times in cuts.values()) - swap_count
     if cuts:
         records = cut_records(records, cuts)
         trajectories = [record.trajectory() for record in records]
@@ -326,7 +343,7 @@ def refine_identities(
 
     clip_counts = np.array([len(record.embeddings) for record in records], dtype=np.float64)
     merges = _average_linkage(clusters, similarity, clip_counts, threshold)
-    _join_unseen_pieces(records, clusters, has_embedding)
+    unseen = _join_unseen_pieces(records, clusters, has_embedding)
     grouped = sorted(
         (sorted(keys[index] for index in members) for members in clusters.members.values()),
         key=lambda group: group[0],
@@ -336,7 +353,9 @@ def refine_identities(
         views,
         threshold,
         pieces={record.piece_key: record for record in records},
-        swap_cuts=sum(len(times) for times in cuts.values()),
+        swap_cuts=swap_count,
+        encounter_cuts=encounter_count,
+        unseen_joins=unseen,
         geometric_links=geometric,
         continuity_links=continuity,
         appearance_merges=merges,
