@@ -470,6 +470,28 @@ class IdentityMatcher:
         span = mine.tracks[key]
         return not identity.conflicts_with(key[0], span.start, span_end(span), exclude=key)
 
+    def move_track(self, key: TrackKey, global_id: int, result: MatchResult) -> bool:
+        """Move track ``key`` off its identity onto identity ``global_id`` on outside evidence
+        (the whole-track pass), published as an ``identity_split`` into that identity; False
+        when it does not fit there (:meth:`track_fits`) or is its identity's only track (then
+        the two identities are one person: a merge)."""
+        source = self.identities.get(self.track_to_identity.get(key, -1))
+        target = self.identities.get(global_id)
+        if source is None or target is None or source is target or len(source.tracks) < 2:
+            return False
+        if not self.track_fits(key, global_id):
+            return False
+        target.tracks[key] = source.tracks.pop(key)
+        self.track_to_identity[key] = target.global_id
+        for rebuilt, forget_cameras in ((source, {key[0]}), (target, set())):
+            rebuild_from_tracks(rebuilt, self._evidence, forget_cameras, self.config)
+            self.gallery.upsert(rebuilt)
+        result.events.append(split_event(source, target, key, self._evidence.get(key), 1.0))
+        self.splits_count += 1
+        _mark_changed(result, source)
+        _mark_changed(result, target)
+        return True
+
     def split_track(self, key: TrackKey, result: MatchResult) -> bool:
         """Move track ``key`` off its identity into a new one on outside evidence (the
         whole-track pass); False when it has no identity or is its identity's only track."""

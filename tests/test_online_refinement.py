@@ -132,3 +132,36 @@ def test_learned_geometry_is_learned_again_from_the_recent_window():
     calibrated.maybe_refine(log, gallery)
     assert calibrated.learned == {}
     assert calibrated.known[(0, 1)] is stale
+
+
+def test_a_track_moves_onto_its_clusters_identity_once_two_passes_agree():
+    """Person Q is tracks 70 and then 71 (camera 0, picked up where 70 was lost); the matcher
+    also gave Q camera 1's track 160, which stands on person P's feet (track 60). The pass
+    moves 160 onto P's identity: one identity_split into P's id, no new id used up, and,
+    live, only when a second pass wants the same move."""
+    log, _ = _scene()
+    rng = np.random.default_rng(9)
+    feet = _walk((300, 120), (-6, 2), seconds=16)
+    look = rng.normal(size=32)
+    _add_track(log, 0, 70, 50.0, feet[:80], look)
+    _add_track(log, 0, 71, 58.5, feet[85:], look)
+    gallery = matcher()
+    gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+    gallery.update([embedded(0, 70, axis(1), 50.0, 58.0)])
+    gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+    gallery.end_track(0, 70, 58.0)
+    gallery.update([embedded(0, 71, axis(1), 58.5, 66.0)])
+    person_p, person_q = gallery.global_id_of(0, 60), gallery.global_id_of(0, 70)
+    assert gallery.global_id_of(1, 160) == gallery.global_id_of(0, 71) == person_q
+    highest = max(gallery.identities)
+    refinement = refine_identities(log)
+    pending: dict[tuple[int, int], int | None] = {}
+    assert reconcile(refinement, gallery, pending).events == []  # first pass: noted only
+    assert pending == {(1, 160): person_p}
+    result = reconcile(refinement, gallery, pending)
+    assert [(event.type, event.global_id, event.split_from) for event in result.events] == [
+        (EventType.IDENTITY_SPLIT, person_p, person_q)
+    ]
+    assert gallery.global_id_of(1, 160) == person_p
+    assert gallery.global_id_of(0, 71) == gallery.global_id_of(0, 70) == person_q
+    assert max(gallery.identities) == highest

@@ -7,9 +7,10 @@ and reused) and reconciles the live gallery with the result: when one refined cl
 tracks of several online identities, those identities are merged in the matcher, which
 publishes the usual ``identity_merged`` event (score 1.0), unless they were seen at the same
 time in one camera (the matcher's own rule, kept); when one online identity holds tracks of
-several clusters, the tracks outside its main cluster (most boxes) are split off first
-(``identity_split``, score 1.0) and merged with their own cluster's identity (only where the
-matcher's rule lets them join it, or where their cluster holds no other identity). A track the
+several clusters, each track outside its main cluster (most boxes) moves onto its own
+cluster's identity (``identity_split`` into that identity, score 1.0; only where the matcher's
+rule lets it join, and only when two passes in a row want the same move), or into a new one
+when its cluster holds no other identity. A track the
 pass cut where the tracker swapped people counts as its newest piece: who it follows now.
 Distributed matchers (``--role matcher``) run it too, on the boxes edges send on the clip
 stream (``pipeline/matcher_passes.py``).
@@ -46,6 +47,8 @@ class OnlineRefinement:
         self.learned: dict[tuple[int, int], ViewHomography] = {}
         self._learned_at: float | None = None
         self._last_refined: float | None = None
+        self._pending_moves: dict[TrackKey, int | None] = {}
+        """Moves the last pass wanted (made when the next pass wants them too)."""
         self.passes = 0
         self.merges = 0
         self.splits = 0
@@ -86,7 +89,7 @@ class OnlineRefinement:
             self.learned.update(fresh)  # a pair not found this time keeps its earlier fit
             if fresh:
                 self._learned_at = newest
-        result = reconcile(refinement, matcher)
+        result = reconcile(refinement, matcher, self._pending_moves)
         self.passes += 1
         merges = sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
         splits = sum(event.type is EventType.IDENTITY_SPLIT for event in result.events)
@@ -106,10 +109,17 @@ class OnlineRefinement:
         return result
 
 
-def reconcile(refinement: Refinement, matcher: IdentityMatcher) -> MatchResult:
-    """Split off and merge online identities to agree with the refined clusters (module
-    docstring)."""
+def reconcile(
+    refinement: Refinement,
+    matcher: IdentityMatcher,
+    pending: dict[TrackKey, int | None] | None = None,
+) -> MatchResult:
+    """Move tracks and merge online identities to agree with the refined clusters (module
+    docstring). With ``pending`` (kept by the caller from pass to pass), a track moves only
+    when the previous pass wanted the same move: clusters of a live window change a little
+    from pass to pass, and a move undone ten seconds later is noise to every consumer."""
     result = MatchResult()
+    wanted: dict[TrackKey, int | None] = {}
     now = _current_pieces(refinement)
     holders: dict[int, Counter[int]] = {}
     """cluster → boxes of each online identity among its tracks."""
@@ -135,9 +145,13 @@ def reconcile(refinement: Refinement, matcher: IdentityMatcher) -> MatchResult:
                 continue
             others = {other: count for other, count in holders[cluster].items() if other != online}
             target = max(sorted(others), key=others.__getitem__) if others else None
-            # moved only where it can join its cluster's identity (or its cluster is new)
-            if target is None or matcher.track_fits(track, target):
+            wanted[track] = target
+            if pending is not None and (track not in pending or pending[track] != target):
+                continue
+            if target is None:  # its cluster holds no identity yet: a new one
                 matcher.split_track(track, result)
+            else:  # onto its cluster's identity where it fits there (no new id used up)
+                matcher.move_track(track, target, result)
     members: dict[int, list[TrackKey]] = {}
     for track, (cluster, _) in sorted(now.items()):
         members.setdefault(cluster, []).append(track)
@@ -154,6 +168,9 @@ def reconcile(refinement: Refinement, matcher: IdentityMatcher) -> MatchResult:
         for other in sorted(weights):
             if other != keep:
                 matcher.merge_identities(keep, other, _event_at(newest), result)
+    if pending is not None:
+        pending.clear()
+        pending.update(wanted)
     return result
 
 
