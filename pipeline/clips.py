@@ -205,9 +205,10 @@ class ClipBuffer:
         """bool ``(N,)``: boxes overlapping another box of the frame by the encounter IoU."""
         if self.encounter_iou is None or len(xyxy) < 2:
             return np.zeros(len(xyxy), dtype=bool)
-        overlaps = sv.box_iou_batch(xyxy, xyxy)
+        overlaps = np.asarray(sv.box_iou_batch(xyxy, xyxy), dtype=np.float64)
         np.fill_diagonal(overlaps, 0.0)
-        return (overlaps >= self.encounter_iou).any(axis=1)
+        meeting: np.ndarray = np.any(overlaps >= self.encounter_iou, axis=1)
+        return meeting
 
     def _encounter_clips(self, track_id: int, state: _TrackState, met: bool) -> list[Clip]:
         """The clip of the piece before an encounter (when it begins) or after it (once
