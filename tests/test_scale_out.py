@@ -104,6 +104,9 @@ def test_two_edges_and_a_matcher_give_the_single_process_identities(
     edges_output: tuple[EmbeddedRedis, Path], tmp_path: Path
 ):
     edge_server, _ = edges_output
+    sent = redis.Redis.from_url(edge_server.url).xrange("crosscam:clips")
+    with_boxes = [fields for _, fields in sent if b"boxes" in fields]
+    assert with_boxes and {fields[b"kind"] for fields in with_boxes} == {b"clip", b"ended"}
     with EmbeddedRedis(tmp_path / "distributed") as distributed:
         copied = copy_stream(edge_server.url, distributed.url)
         assert copied > 20
