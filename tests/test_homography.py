@@ -100,3 +100,21 @@ def test_common_positions_interpolate_between_camera_clocks():
     error, samples = transfer_error(np.eye(3), first, second)
     assert samples == 9
     assert error == np.float64(5.0) / 100.0
+
+
+def test_busy_views_that_do_not_overlap_give_no_homography():
+    """Two unrelated views with 40 different people each, many at the same time: RANSAC maps a
+    few of their (nearly straight) trajectories onto each other, but the people it pairs look
+    no more alike than any other simultaneous pair, so no homography is learned (the check
+    that catches it: without it, 4 of these 5 scenes gave a fit of 57-82 inliers)."""
+    for seed in range(1, 6):
+        rng = np.random.default_rng(seed)
+        first, second, appearance = [], [], {}
+        for person in range(40):
+            for camera, tracks in ((0, first), (1, second)):
+                feet = _walk(rng, seconds=8)
+                times = rng.uniform(0, 30) + np.arange(len(feet)) / 10.0
+                tracks.append(_track(camera, 100 * camera + person, times, feet))
+                look = rng.normal(size=16)
+                appearance[(camera, 100 * camera + person)] = look / np.linalg.norm(look)
+        assert learn_view_homography(first, second, appearance) is None, seed

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.stats import mannwhitneyu
 
 from pipeline.config import HomographyConfig
 from pipeline.gallery import TrackKey
@@ -157,7 +158,60 @@ def learn_view_homography(
         return None
     if fit.track_pairs < settings.min_track_pairs:
         return None
+    if not _pairs_look_alike(
+        fit.matrix, candidates, first_tracks, second_tracks, appearance, settings
+    ):
+        return None
     return fit
+
+
+def _pairs_look_alike(
+    matrix: np.ndarray,
+    candidates: list[tuple[int, int]],
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    appearance: Mapping[TrackKey, np.ndarray],
+    settings: HomographyConfig,
+) -> bool:
+    """Whether the people the fit puts on each other's feet look more alike than the other
+    simultaneous pairs, beyond chance.
+
+    Two views that do not overlap still show people at the same time, and RANSAC can map a few
+    of their trajectories onto each other (a trajectory is nearly a line). If the fit is the
+    ground, its pairs are the same people, and their appearance similarities rank above those
+    of the other candidate pairs and of tracks seen together in one camera (two people): a
+    one-sided Mann-Whitney test at ``appearance_significance`` (tracks without embeddings
+    left out)."""
+    similarity = {
+        (row, column): float(
+            np.dot(appearance[first_tracks[row].key], appearance[second_tracks[column].key])
+        )
+        for row, column in candidates
+        if first_tracks[row].key in appearance and second_tracks[column].key in appearance
+    }
+    pairs = set(_geometric_pairs(matrix, candidates, first_tracks, second_tracks, settings))
+    fitted = [value for pair, value in similarity.items() if pair in pairs]
+    others = [value for pair, value in similarity.items() if pair not in pairs]
+    others += _simultaneous_similarities(first_tracks, appearance)
+    others += _simultaneous_similarities(second_tracks, appearance)
+    if not fitted or not others:
+        return False
+    test = mannwhitneyu(fitted, others, alternative="greater")
+    return bool(test.pvalue < settings.appearance_significance)
+
+
+def _simultaneous_similarities(
+    tracks: Sequence[Trajectory], appearance: Mapping[TrackKey, np.ndarray]
+) -> list[float]:
+    """Appearance similarities of the tracks of one camera seen at the same time."""
+    return [
+        float(np.dot(appearance[first.key], appearance[second.key]))
+        for index, first in enumerate(tracks)
+        for second in tracks[index + 1 :]
+        if first.key in appearance
+        and second.key in appearance
+        and first.overlap_seconds(second) > 0
+    ]
 
 
 def _candidate_pairs(
