@@ -5,10 +5,18 @@ Data flow for a clip of ``T`` frames::
 
     frames -> ImageNormalization -> FrameBackbone -> X_t (C, h, w) per frame
            -> Refining Recurrent Unit: S_1 = X_1, S_t = (1 - z_t) * S_{t-1} + z_t * X_t
-           -> STIM: 1x1x1 conv, 3x3x3 conv over (C, T, h, w), average pool -> video feature
+           -> refined maps R_t = X_t + g * (S_t - X_t)       (g per channel, starts at 0)
+           -> temporal pooling of the backbone's own global feature: mean_t pool(R_t)  (D)
+           -> + P(STIM(R)), STIM: 1x1x1 conv, 3x3x3 conv over (C, T, h, w), average pool,
+              P a linear layer to D that starts at zero               -> video feature (D)
     training also returns: classifier logits of the video feature, and horizontal part
     features (stripes of the refined maps, averaged over time and width) for the part triplet
     loss.
+
+The RRU and STIM are attached to a pretrained backbone as residual branches whose last layers
+(``g`` and ``P``) start at zero, so an untrained encoder *is* temporal pooling (TP) over the
+backbone's pooled features (``D`` = the backbone's ``pooled_dim``, 512 for OSNet x0.25), and
+training moves away from TP only as far as the losses ask.
 
 The update gate ``z_t`` (shape ``(C, h, w)``, values in ``(0, 1)``) is computed from the
 concatenation ``[X_t - S_{t-1}, X_t - X_{t-1}]`` by a transition layer (1x1 convolution, batch
@@ -52,7 +60,8 @@ class RruStimTrainingOutput:
 
     Attributes:
         logits: float ``(batch, identity_count)``, or ``None`` without a classifier head.
-        video_features: float ``(batch, embedding_dim)`` after STIM, not normalised.
+        video_features: float ``(batch, embedding_dim)``: pooled backbone features plus the
+            projected STIM feature, not normalised.
         part_features: float ``(batch, part_count, C)`` horizontal stripes of the RRU output,
             averaged over time and width.
     """
@@ -195,6 +204,31 @@ class SpatialTemporalIntegration(nn.Module):
         return self.layers(volume).mean(dim=(2, 3, 4))
 
 
+class ResidualRefinement(nn.Module):
+    """``X + g * (S - X)`` with a per-channel gain ``g`` that starts at zero.
+
+    Args:
+        channels: ``C`` of the maps; ``g`` has shape ``(C,)``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, frames: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """Float ``(batch, T, C, h, w)`` frames and RRU states -> refined maps, same shape."""
+        return frames + self.gain.view(1, 1, -1, 1, 1) * (states - frames)
+
+
+def zero_linear(in_features: int, out_features: int) -> nn.Linear:
+    """A linear layer whose weight and bias start at zero (the last layer of a residual
+    branch, so the branch adds nothing before training)."""
+    layer = nn.Linear(in_features, out_features)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class IdentityClassifier(nn.Module):
     """The authors' classifier head: linear, batch norm, leaky ReLU, dropout, linear.
 
@@ -224,19 +258,24 @@ class RruStimEncoder(nn.Module):
     """RRU+STIM clip encoder.
 
     ``forward`` in train mode returns :class:`RruStimTrainingOutput`; in eval mode float32
-    ``(batch, embedding_dim)`` L2-normalised embeddings. Input in both modes: float32
-    ``(batch, T, 3, H, W)`` RGB in ``[0, 1]`` (``reid_models.contract``), ``H x W`` equal to
-    ``input_size``, any ``T >= 1``.
+    ``(batch, embedding_dim)`` L2-normalised embeddings, ``embedding_dim`` the backbone's
+    ``pooled_dim``. Input in both modes: float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``
+    (``reid_models.contract``), ``H x W`` equal to ``input_size``, any ``T >= 1``. Untrained,
+    the embedding equals temporal pooling's (see the module docstring).
 
     Args:
         backbone: frame feature extractor.
         identity_count: training identities for the classifier head; ``None`` builds no head
             (inference only, ``logits`` is then ``None``).
         input_size: ``(H, W)`` of the frames; fixes the feature-map size the RRU is built for.
-        transition_channels: RRU transition width.
+        transition_channels: RRU transition width (authors: 256; 64 here, and 32 for STIM's
+            widths: the residual branches are a refinement projected onto the pretrained
+            feature, and STIM's 3x3x3 convolution at width 256 makes CPU training 64 times
+            slower).
         spatial_hidden: RRU spatial-attention hidden width.
         stim_hidden_channels: STIM 1x1x1 convolution width.
-        embedding_dim: STIM output size ``D``.
+        stim_channels: STIM output size (projected to ``embedding_dim`` by a zero-initialised
+            linear layer).
         part_count: horizontal stripes for the part features; ``None`` means one per
             feature-map row, as in the authors' code.
         classifier_hidden: classifier bottleneck width.
@@ -250,10 +289,10 @@ class RruStimEncoder(nn.Module):
         backbone: FrameBackbone,
         identity_count: int | None = None,
         input_size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH),
-        transition_channels: int = 256,
+        transition_channels: int = 64,
         spatial_hidden: int = 128,
-        stim_hidden_channels: int = 256,
-        embedding_dim: int = 256,
+        stim_hidden_channels: int = 32,
+        stim_channels: int = 32,
         part_count: int | None = None,
         classifier_hidden: int = 512,
         classifier_dropout: float = 0.5,
@@ -265,19 +304,21 @@ class RruStimEncoder(nn.Module):
         self.backbone = backbone
         self.input_size = input_size
         self.map_size = feature_map_size(backbone, input_size)
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = backbone.pooled_dim
         self.part_count = self.map_size[0] if part_count is None else part_count
         self.rru = RefiningRecurrentUnit(
             backbone.out_channels, self.map_size, transition_channels, spatial_hidden
         )
+        self.refinement = ResidualRefinement(backbone.out_channels)
         self.stim = SpatialTemporalIntegration(
-            backbone.out_channels, stim_hidden_channels, embedding_dim
+            backbone.out_channels, stim_hidden_channels, stim_channels
         )
+        self.stim_projection = zero_linear(stim_channels, self.embedding_dim)
         self.classifier = (
             None
             if identity_count is None
             else IdentityClassifier(
-                embedding_dim, identity_count, classifier_hidden, classifier_dropout
+                self.embedding_dim, identity_count, classifier_hidden, classifier_dropout
             )
         )
 
@@ -291,7 +332,7 @@ class RruStimEncoder(nn.Module):
         return classifier
 
     def refined_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
-        """Backbone maps refined by the RRU.
+        """Backbone maps refined by the RRU (residually: ``X + g * (S - X)``).
 
         Args:
             clips: float32 ``(batch, T, 3, H, W)``, RGB in ``[0, 1]``.
@@ -299,7 +340,18 @@ class RruStimEncoder(nn.Module):
         Returns:
             float32 ``(batch, T, C, h, w)``.
         """
-        return self.rru(self.frame_feature_maps(clips))
+        return self.refine(self.frame_feature_maps(clips))
+
+    def refine(self, feature_maps: torch.Tensor) -> torch.Tensor:
+        """Residual RRU refinement of backbone maps float ``(batch, T, C, h, w)``."""
+        return self.refinement(feature_maps, self.rru(feature_maps))
+
+    def video_features(self, refined: torch.Tensor) -> torch.Tensor:
+        """Float ``(batch, T, C, h, w)`` refined maps -> float ``(batch, embedding_dim)``: the
+        time mean of the backbone's pooled feature plus the projected STIM feature."""
+        # -1: the batch axis stays dynamic in exported graphs.
+        pooled = self.backbone.pool(refined.flatten(0, 1)).unflatten(0, (-1, refined.shape[1]))
+        return pooled.mean(dim=1) + self.stim_projection(self.stim(refined))
 
     def frame_feature_maps(self, clips: torch.Tensor) -> torch.Tensor:
         """Backbone maps of every frame: ``(batch, T, 3, H, W)`` -> ``(batch, T, C, h, w)``."""
@@ -319,14 +371,18 @@ class RruStimEncoder(nn.Module):
     def training_outputs_from_maps(self, feature_maps: torch.Tensor) -> RruStimTrainingOutput:
         """:meth:`training_outputs` from backbone maps float ``(batch, T, C, h, w)`` (training
         with a frozen backbone computes them once per crop)."""
-        refined = self.rru(feature_maps)
-        video_features = self.stim(refined)
+        refined = self.refine(feature_maps)
+        video_features = self.video_features(refined)
         logits = None if self.classifier is None else self.classifier(video_features)
         return RruStimTrainingOutput(logits, video_features, self.part_features(refined))
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         """L2-normalised video embeddings, float32 ``(batch, embedding_dim)``."""
-        return F.normalize(self.stim(self.refined_feature_maps(clips)), dim=1)
+        return self.embed_maps(self.frame_feature_maps(clips))
+
+    def embed_maps(self, feature_maps: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed` from backbone maps float ``(batch, T, C, h, w)``."""
+        return F.normalize(self.video_features(self.refine(feature_maps)), dim=1)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor | RruStimTrainingOutput:
         """Train mode: :meth:`training_outputs`; eval mode: :meth:`embed`."""

@@ -178,7 +178,7 @@ def tiny_rru_stim(identity_count: int | None = SYNTHETIC_IDENTITIES) -> RruStimE
         transition_channels=64,
         spatial_hidden=32,
         stim_hidden_channels=64,
-        embedding_dim=64,
+        stim_channels=64,
         classifier_hidden=64,
         classifier_dropout=0.0,
     )
@@ -265,13 +265,14 @@ def test_train_and_eval_outputs_with_variable_clip_length() -> None:
     outputs = model(clips)
     assert isinstance(outputs, RruStimTrainingOutput)
     assert outputs.logits is not None and outputs.logits.shape == (2, SYNTHETIC_IDENTITIES)
-    assert outputs.video_features.shape == (2, 64)
+    # The embedding has the backbone's pooled size (TP plus the projected STIM feature).
+    assert outputs.video_features.shape == (2, 32)
     assert outputs.part_features.shape == (2, 8, 32)
     model.eval()
     for clip_length in (1, 4, 7):
         embeddings = model(torch.rand(3, clip_length, 3, *SYNTHETIC_SIZE))
         assert isinstance(embeddings, torch.Tensor)
-        assert embeddings.shape == (3, 64) and embeddings.dtype == torch.float32
+        assert embeddings.shape == (3, 32) and embeddings.dtype == torch.float32
         torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
 
 
@@ -320,9 +321,9 @@ def test_osnet_shapes(osnet_rru_stim: RruStimEncoder, clip_length: int) -> None:
         embeddings = model(clips)
     assert isinstance(outputs, RruStimTrainingOutput)
     assert outputs.logits is not None and outputs.logits.shape == (2, 5)
-    assert outputs.video_features.shape == (2, 256)
+    assert outputs.video_features.shape == (2, 512)
     assert outputs.part_features.shape == (2, 16, 128)
-    assert isinstance(embeddings, torch.Tensor) and embeddings.shape == (2, 256)
+    assert isinstance(embeddings, torch.Tensor) and embeddings.shape == (2, 512)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(2))
 
 
@@ -333,7 +334,7 @@ def test_factory_builds_and_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "rru_stim.pt"
     save_encoder(path, encoder, describe_encoder(encoder, "rru_stim", "osnet_x0_25"))
     loaded, metadata = load_encoder(path)
-    assert metadata.embedding_dim == 256
+    assert metadata.embedding_dim == 512
     clips = torch.rand(1, 2, 3, 256, 128)
     with torch.no_grad():
         torch.testing.assert_close(loaded(clips), encoder(clips))
