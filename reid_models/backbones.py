@@ -67,6 +67,23 @@ class FrameBackbone(nn.Module, metaclass=abc.ABCMeta):
             float ``(N, out_channels, h, w)`` with ``h, w`` the input size over the stride.
         """
 
+    def trunk_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Everything before the last stage: ``forward(x) == last_stage(trunk_maps(x))``.
+
+        Training that keeps the trunk frozen caches its maps once and trains the last stage
+        on them. Unless overridden the trunk is the whole network and the last stage nothing.
+        """
+        return self.forward(images)
+
+    def last_stage(self, trunk_maps: torch.Tensor) -> torch.Tensor:
+        """The last stage, from :meth:`trunk_maps` to :meth:`forward` maps."""
+        return trunk_maps
+
+    def last_stage_modules(self) -> list[nn.Module]:
+        """The modules of :meth:`last_stage` and :meth:`pool` (what "unfreezing the last
+        stage" trains); empty unless overridden."""
+        return []
+
     def pool(self, feature_maps: torch.Tensor) -> torch.Tensor:
         """The backbone's global feature: a global average pool unless overridden.
 
@@ -94,6 +111,18 @@ class OSNetBackbone(FrameBackbone):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network.feature_maps(images)
+
+    def trunk_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Maps before ``conv5``: float ``(N, 128, H/16, W/16)`` for x0.25."""
+        return self.network.trunk_maps(images)
+
+    def last_stage(self, trunk_maps: torch.Tensor) -> torch.Tensor:
+        """``conv5`` (1x1 convolution, batch norm, ReLU)."""
+        return self.network.conv5(trunk_maps)
+
+    def last_stage_modules(self) -> list[nn.Module]:
+        """``conv5`` and the ``fc`` head."""
+        return [self.network.conv5, self.network.fc]
 
     def pool(self, feature_maps: torch.Tensor) -> torch.Tensor:
         """Average pool and ``fc`` (linear, batch norm, ReLU): float ``(N, 512)``, >= 0."""

@@ -215,9 +215,13 @@ class OSNet(nn.Module):
             float ``(N, channels[3], H / 16, W / 16)``, non-negative; ``(N, 128, 16, 8)`` for
             x0.25 and ``256 x 128`` input.
         """
+        return self.conv5(self.trunk_maps(images))
+
+    def trunk_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """Feature map before the last stage ``conv5``: float ``(N, channels[3], H/16, W/16)``
+        (the input of ``conv5``; ``feature_maps = conv5(trunk_maps)``)."""
         features = self.maxpool(self.conv1(images))
-        features = self.conv4(self.conv3(self.conv2(features)))
-        return self.conv5(features)
+        return self.conv4(self.conv3(self.conv2(features)))
 
     def pool(self, feature_maps: torch.Tensor) -> torch.Tensor:
         """Global average pool and the ``fc`` head.

@@ -8,10 +8,16 @@ clip-sampling policy shared with the pipeline (``reid_models.sampling``). The lo
 papers' (``reid_models.losses``): RRU+STIM cross-entropy + video triplet after STIM + part
 triplet after the RRU; DRSTA OIM + Hellinger diversity regularizer.
 
-With ``freeze_backbone`` (the CPU configs) the backbone's feature maps of every training crop
-are computed once (:class:`reid_models.feature_cache.FeatureMapCache`) and only the temporal
-head trains; horizontal flips are applied to the maps. Otherwise clips are read from the crop
-files every step with flip, brightness/contrast jitter and random erasing.
+With ``freeze_backbone`` (the CPU configs) the backbone trunk's maps of every training crop
+are computed once (:class:`reid_models.feature_cache.FeatureMapCache`), plainly and for
+``augmentation.cached_variants`` random transforms per tracklet; the temporal head trains on
+them (and, with ``train_last_stage``, the backbone's last stage and pooling head at a low
+rate); horizontal flips are applied to the maps. Otherwise clips are read from the crop files
+every step with flip, brightness/contrast jitter and random erasing.
+
+Mined data can be relabelled across cameras without labels: ``data.geometric_positives``
+(the identity layer's geometric links, ``training.cross_camera_positives``) or
+``data.associate_cameras`` (mutual nearest neighbours of the pretrained features).
 
 Every epoch writes ``<output>/checkpoints/epoch_NNN.pt`` and ``<output>/last.pt`` (model with
 classifier, loss state such as the OIM table, optimizer, scheduler, epoch, config, history);
@@ -28,7 +34,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +45,7 @@ from torch import nn
 from tqdm import tqdm
 
 from reid_models.associate import associate_identities
-from reid_models.backbones import build_backbone
+from reid_models.backbones import FrameBackbone, build_backbone
 from reid_models.contract import INPUT_HEIGHT, INPUT_WIDTH
 from reid_models.datasets import (
     IdentityBalancedSampler,
@@ -55,6 +61,7 @@ from reid_models.feature_cache import FeatureMapCache
 from reid_models.losses import DrstaLoss, LossBreakdown, RruStimLoss
 from reid_models.mined_index import MinedIndex, MinedTracklet, read_index
 from reid_models.sampling import sample_clip_indices
+from reid_models.tracklet_augmentation import AugmentationRanges
 from reid_models.train_config import DatasetKind, TrainConfig, TrainConfigError, load_train_config
 
 logger = logging.getLogger("reid_models.train")
@@ -71,6 +78,8 @@ def training_tracklets(config: TrainConfig) -> list[Tracklet]:
         tracklets = index.as_tracklets(records)
         if data.associate_cameras:
             tracklets = associated_tracklets(config, index, records, tracklets)
+        elif data.geometric_positives:
+            tracklets = geometric_tracklets(config, records, tracklets)
     elif data.kind is DatasetKind.MARS:
         tracklets = list(load_mars(data.path).train)
     elif data.kind is DatasetKind.ILIDS_VID:
@@ -90,6 +99,41 @@ def training_tracklets(config: TrainConfig) -> list[Tracklet]:
     return list(relabel_identities(kept))
 
 
+def pretrained_tp_features(config: TrainConfig, tracklets: Sequence[Tracklet]) -> np.ndarray:
+    """Float32 ``(len(tracklets), D)``: TP embeddings of the configured pretrained backbone."""
+    from reid_models.evaluate import NamedEncoder, embed_tracklets
+    from reid_models.temporal_pooling import TemporalPoolingEncoder
+
+    backbone = build_backbone(config.backbone, config.backbone_weights, pretrained=True)
+    encoder = NamedEncoder("tp", TemporalPoolingEncoder(backbone).eval(), config.clip_length)
+    return embed_tracklets(encoder, tracklets)
+
+
+def geometric_tracklets(
+    config: TrainConfig, records: Sequence[MinedTracklet], tracklets: Sequence[Tracklet]
+) -> list[Tracklet]:
+    """Relabel mined tracklets with the identity layer's geometric cross-camera groups."""
+    from training.cross_camera_positives import cross_camera_groups, mixed_groups
+
+    found = cross_camera_groups(records, pretrained_tp_features(config, tracklets))
+    logger.info(
+        "geometric positives: %d tracks -> %d pseudo-identities, %d across cameras "
+        "(%d links, %d cannot-links, overlapping views %s); diagnostic from the GT labels, "
+        "never used for training: %d groups hold more than one person",
+        len({(record.camera, record.track) for record in records}),
+        len(set(found.groups)),
+        found.cross_camera_groups,
+        found.geometric_links,
+        found.cannot_links,
+        found.homography_pairs,
+        mixed_groups(found.groups, records),
+    )
+    return [
+        Tracklet(tracklet.image_paths, group, tracklet.camera)
+        for tracklet, group in zip(tracklets, found.groups, strict=True)
+    ]
+
+
 def associated_tracklets(
     config: TrainConfig,
     index: MinedIndex,
@@ -97,12 +141,7 @@ def associated_tracklets(
     tracklets: Sequence[Tracklet],
 ) -> list[Tracklet]:
     """Relabel mined tracklets with cross-camera groups of their pseudo-identities."""
-    from reid_models.evaluate import NamedEncoder, embed_tracklets
-    from reid_models.temporal_pooling import TemporalPoolingEncoder
-
-    backbone = build_backbone(config.backbone, config.backbone_weights, pretrained=True)
-    encoder = NamedEncoder("tp", TemporalPoolingEncoder(backbone).eval(), config.clip_length)
-    features = embed_tracklets(encoder, tracklets)
+    features = pretrained_tp_features(config, tracklets)
     identities = sorted({tracklet.identity for tracklet in tracklets})
     position = {identity: row for row, identity in enumerate(identities)}
     summed = np.zeros((len(identities), features.shape[1]))
@@ -200,10 +239,12 @@ def compute_loss(
 
     Args:
         inputs: float32 clips ``(batch, T, 3, H, W)`` in ``[0, 1]``, or with a frozen backbone
-            its feature maps ``(batch, T, C, h, w)``.
+            its trunk maps ``(batch, T, C, h, w)`` (the last stage is applied here).
         identities: int64 ``(batch,)``.
     """
     frozen = config.freeze_backbone
+    if frozen:
+        inputs = model.backbone.last_stage(inputs.flatten(0, 1)).unflatten(0, inputs.shape[:2])
     if config.model == "rru_stim":
         output = (
             model.training_outputs_from_maps(inputs) if frozen else model.training_outputs(inputs)
@@ -253,24 +294,77 @@ def augment_clips(
     return clips
 
 
-class Trainer:
-    """One training run of a :class:`TrainConfig`; :meth:`run` trains, checkpoints, exports."""
+EpochCallback = Callable[["Trainer"], None]
 
-    def __init__(self, config: TrainConfig) -> None:
+
+def build_cache(
+    config: TrainConfig,
+    backbone: FrameBackbone,
+    normalization: nn.Module,
+    tracklets: Sequence[Tracklet],
+) -> FeatureMapCache:
+    """Trunk maps of every training crop, with ``augmentation.cached_variants`` augmented
+    copies of each tracklet (``reid_models.feature_cache``)."""
+    settings = config.augmentation
+    ranges = AugmentationRanges(
+        settings.horizontal_flip,
+        settings.color_jitter,
+        settings.crop_jitter,
+        settings.random_erasing,
+    )
+    return FeatureMapCache.build(
+        backbone,
+        normalization,
+        tracklets,
+        augmented_variants=settings.cached_variants,
+        ranges=ranges,
+        seed=config.seed,
+    )
+
+
+class Trainer:
+    """One training run of a :class:`TrainConfig`; :meth:`run` trains, checkpoints, exports.
+
+    Args:
+        config: the run.
+        tracklets: training tracklets (default: :func:`training_tracklets` of ``config``).
+        cache: cached trunk maps to reuse (several runs on the same crops and backbone).
+        on_epoch: called after every epoch and once before the first (``epoch == 0``), e.g. to
+            record a learning curve.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        tracklets: Sequence[Tracklet] | None = None,
+        cache: FeatureMapCache | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
         self.config = config
         torch.manual_seed(config.seed)
-        self.tracklets = training_tracklets(config)
+        self.tracklets = list(training_tracklets(config) if tracklets is None else tracklets)
+        self.on_epoch = on_epoch
         self.identity_count = len({tracklet.identity for tracklet in self.tracklets})
         # Any: the three encoders share no base class with their training entry points.
         self.model: Any = build_model(config, self.identity_count)
         self.loss = build_loss(config, self.model, self.identity_count)
+        last_stage: list[nn.Parameter] = []
         if config.freeze_backbone:
             for parameter in self.model.backbone.parameters():
                 parameter.requires_grad_(False)
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
+            if config.train_last_stage:
+                for module in self.model.backbone.last_stage_modules():
+                    last_stage.extend(module.parameters())
+                for parameter in last_stage:
+                    parameter.requires_grad_(True)
+        chosen = {id(parameter) for parameter in last_stage}
+        parameters = [p for p in self.model.parameters() if p.requires_grad and id(p) not in chosen]
         parameters += [p for p in self.loss.parameters() if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": parameters}]
+        if last_stage:
+            groups.append({"params": last_stage, "lr": config.last_stage_learning_rate})
         self.optimizer = torch.optim.Adam(
-            parameters, lr=config.learning_rate, weight_decay=config.weight_decay
+            groups, lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=config.lr_milestones, gamma=config.lr_decay
@@ -281,7 +375,7 @@ class Trainer:
             config.tracklets_per_identity,
             config.seed,
         )
-        self.cache: FeatureMapCache | None = None
+        self.cache: FeatureMapCache | None = cache
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
 
@@ -334,7 +428,8 @@ class Trainer:
                 len(tracklet.image_paths), config.clip_length, config.sampling, generator
             )
             if self.cache is not None:
-                clips.append(self.cache.maps_of(tracklet, indices).float())
+                variant = int(generator.integers(self.cache.variant_count))
+                clips.append(self.cache.maps_of(tracklet, indices, variant).float())
             else:
                 frames = [
                     read_rgb_image(tracklet.image_paths[index], INPUT_SIZE) for index in indices
@@ -398,10 +493,12 @@ class Trainer:
             self.identity_count,
             config.epochs,
         )
-        if config.freeze_backbone and self.epoch < config.epochs:
-            self.cache = FeatureMapCache.build(
-                self.model.backbone, self.model.normalization, self.tracklets
+        if config.freeze_backbone and self.epoch < config.epochs and self.cache is None:
+            self.cache = build_cache(
+                config, self.model.backbone, self.model.normalization, self.tracklets
             )
+        if self.on_epoch is not None and self.epoch == 0:
+            self.on_epoch(self)
         with (config.output / "train_log.jsonl").open("a") as log:
             while self.epoch < config.epochs:
                 record = self.train_epoch()
@@ -409,6 +506,8 @@ class Trainer:
                 log.flush()
                 logger.info("epoch %d: %s", record["epoch"], record["loss"])
                 self.save_checkpoint()
+                if self.on_epoch is not None:
+                    self.on_epoch(self)
         return self.export()
 
     def metadata(self) -> EncoderMetadata:

@@ -45,6 +45,9 @@ class DataConfig(StrictModel):
             are mutual nearest neighbours under the pretrained backbone's TP features
             (``reid_models.associate``), so training sees people change cameras.
         association_min_similarity: lowest cosine similarity of such a join.
+        geometric_positives: mined data only: join tracks of different cameras that the
+            identity layer links by geometry (overlapping views, learned homography; no label:
+            ``training.cross_camera_positives``) into one pseudo-identity.
     """
 
     kind: DatasetKind = DatasetKind.MINED
@@ -52,6 +55,13 @@ class DataConfig(StrictModel):
     min_tracklets_per_identity: int = Field(default=1, ge=1)
     associate_cameras: bool = False
     association_min_similarity: float = Field(default=0.75, ge=-1, le=1)
+    geometric_positives: bool = False
+
+    @model_validator(mode="after")
+    def _one_association(self) -> DataConfig:
+        if self.associate_cameras and self.geometric_positives:
+            raise ValueError("choose associate_cameras or geometric_positives, not both")
+        return self
 
 
 class LossConfig(StrictModel):
@@ -68,7 +78,13 @@ class LossConfig(StrictModel):
 
 
 class AugmentationConfig(StrictModel):
-    """Clip-level augmentation (the same transform for every frame of a clip)."""
+    """Clip-level augmentation (the same transform for every frame of a clip).
+
+    With a frozen trunk the images are augmented before caching: ``cached_variants`` random
+    transforms per tracklet (``reid_models.tracklet_augmentation``: flip, colour jitter, crop
+    jitter, erasing), each clip drawn from one of them or the plain crops; the maps themselves
+    get only the flip.
+    """
 
     horizontal_flip: float = Field(default=0.5, ge=0, le=1, description="probability")
     random_erasing: float = Field(
@@ -76,6 +92,10 @@ class AugmentationConfig(StrictModel):
     )
     color_jitter: float = Field(
         default=0.2, ge=0, le=1, description="brightness/contrast range; images only"
+    )
+    crop_jitter: float = Field(default=0.1, ge=0, le=0.5, description="largest zoom-in")
+    cached_variants: int = Field(
+        default=0, ge=0, le=8, description="frozen trunk: augmented copies of each tracklet"
     )
 
 
@@ -88,6 +108,9 @@ class TrainConfig(StrictModel):
         backbone_weights: backbone initialisation; ``null`` = the backbone's bundled default.
         freeze_backbone: train only the temporal head; the backbone's maps of every crop are
             computed once and cached, which makes CPU training take minutes.
+        train_last_stage: with ``freeze_backbone``, also train the backbone's last stage and
+            its pooling head (OSNet: ``conv5`` and ``fc``; batch-norm statistics stay
+            frozen) at ``last_stage_learning_rate``, on cached trunk maps.
         clip_length: frames per training clip ``T`` (RRU+STIM paper: 8; DRSTA: N = 4..8).
         sampling: how training clips pick frames (``random``, or ``chunks`` as TSN/DRSTA).
         identities_per_batch, tracklets_per_identity: the PK sampler's ``P`` and ``K``.
@@ -104,6 +127,8 @@ class TrainConfig(StrictModel):
     backbone: str = "osnet_x0_25"
     backbone_weights: Path | None = None
     freeze_backbone: bool = True
+    train_last_stage: bool = False
+    last_stage_learning_rate: float = Field(default=3e-5, gt=0)
     data: DataConfig
     clip_length: int = Field(default=8, ge=1)
     sampling: SamplingMode = SamplingMode.RANDOM
