@@ -75,8 +75,10 @@ gpu-bench: $(BENCH_STAMP)
 		--device cuda --resolution 1920x1080 --fps 30 --decoders opencv,nvdec
 
 # ReID encoders end to end (reid_models/RESULTS.md): mine tracklets from the bundled videos with
-# the pipeline's detector and tracker, train RRU+STIM and DRSTA on them (frozen OSNet backbone),
-# evaluate TP and both against the terrace1 ground truth. About 15 minutes on 2 CPU cores.
+# the pipeline's detector and tracker; train RRU+STIM and DRSTA on them as residual heads that
+# start as TP (frozen OSNet trunk), step by step for the ablation and its learning curves
+# (reid_models/learning_curves.png), the last step being the shipped encoders; evaluate TP and
+# both against the terrace1 ground truth. About 40 minutes on a busy 2-core VM (RESULTS.md).
 MINED := runs/mined/bundled/index.json
 $(MINED): $(STAMP)
 	rm -rf runs/mined/bundled
@@ -84,9 +86,9 @@ $(MINED): $(STAMP)
 		--out runs/mined/bundled --gt benchmarks/ground_truth/terrace1.json
 
 reid-results: $(MINED)
-	rm -rf runs/train/rru_stim_mined runs/train/drsta_mined
-	$(BIN)/python -m reid_models.train --config configs/train/rru_stim_mined.yaml
-	$(BIN)/python -m reid_models.train --config configs/train/drsta_mined.yaml
+	rm -rf runs/train/rru_stim_mined runs/train/drsta_mined runs/ablation
+	$(BIN)/python -m reid_models.ablation --config configs/train/rru_stim_mined.yaml \
+		--config configs/train/drsta_mined.yaml --out reid_models/RESULTS.md
 	$(BIN)/python -m reid_models.evaluate --index $(MINED) --encoder tp \
 		--encoder assets/weights/rru_stim_osnet_mined.pt \
 		--encoder assets/weights/drsta_osnet_mined.pt --out reid_models/RESULTS.md

@@ -300,11 +300,19 @@ def write_results(path: Path, table: str, machine: str, argv: Sequence[str]) -> 
     """Write the table into ``path`` between the results markers, keeping the text around
     them (a new file gets just the markers and the table)."""
     command = "python -m reid_models.evaluate " + " ".join(argv)
-    block = f"{RESULTS_START}\nMeasured on {machine}.\n\n`{command}`\n\n{table}{RESULTS_END}"
+    write_between_markers(
+        path, RESULTS_START, RESULTS_END, f"Measured on {machine}.\n\n`{command}`\n\n{table}"
+    )
+
+
+def write_between_markers(path: Path, start: str, end: str, body: str) -> None:
+    """Put ``body`` between the ``start`` and ``end`` marker lines of ``path``, keeping the
+    text around them; a file without the markers gets them (and ``body``) appended."""
+    block = f"{start}\n{body}{end}"
     text = path.read_text() if path.is_file() else ""
-    if RESULTS_START in text and RESULTS_END in text:
-        before, _, rest = text.partition(RESULTS_START)
-        _, _, after = rest.partition(RESULTS_END)
+    if start in text and end in text:
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
         text = before + block + after
     else:
         text = text + block + "\n"
