@@ -389,9 +389,9 @@ def write_index(directory: Path) -> Path:
         try:
             report = json.loads(path.read_text())
             metrics = report["metrics"]
-        except (OSError, json.JSONDecodeError, KeyError):
+            cameras = metrics["per_camera"]  # other results here (ablation, guard) have none
+        except (OSError, json.JSONDecodeError, KeyError, TypeError):
             continue
-        cameras = metrics["per_camera"]
         idf1 = [_percent(cameras[c]["IDF1"]) if c in cameras else "–" for c in ("0", "1")]
         mota = [_percent(cameras[c]["MOTA"]) if c in cameras else "–" for c in ("0", "1")]
         cross = metrics["pairs"]["cross_camera"]
