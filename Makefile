@@ -87,7 +87,7 @@ $(MINED): $(STAMP)
 
 reid-results: $(MINED)
 	rm -rf runs/train/rru_stim_mined runs/train/drsta_mined runs/ablation
-	$(BIN)/python -m reid_models.ablation --config configs/train/rru_stim_mined.yaml \
+	$(BIN)/python -m training.ablation --config configs/train/rru_stim_mined.yaml \
 		--config configs/train/drsta_mined.yaml --out reid_models/RESULTS.md
 	$(BIN)/python -m reid_models.evaluate --index $(MINED) --encoder tp \
 		--encoder assets/weights/rru_stim_osnet_mined.pt \

@@ -69,8 +69,19 @@ logger = logging.getLogger("reid_models.train")
 INPUT_SIZE = (INPUT_HEIGHT, INPUT_WIDTH)
 
 
-def training_tracklets(config: TrainConfig) -> list[Tracklet]:
-    """The training tracklets of the configured data, identities relabelled ``0 .. n-1``."""
+CrossCameraRelabel = Callable[
+    [TrainConfig, Sequence[MinedTracklet], Sequence[Tracklet]], list[Tracklet]
+]
+"""Relabels mined tracklets with cross-camera pseudo-identities: the identity layer's geometric
+links (``training.cross_camera_positives.geometric_tracklets``; an application above this
+package, so it is handed in, never imported)."""
+
+
+def training_tracklets(
+    config: TrainConfig, cross_camera: CrossCameraRelabel | None = None
+) -> list[Tracklet]:
+    """The training tracklets of the configured data, identities relabelled ``0 .. n-1``
+    (``data.geometric_positives`` needs ``cross_camera``)."""
     data = config.data
     if data.kind is DatasetKind.MINED:
         index = read_index(data.path)
@@ -79,7 +90,12 @@ def training_tracklets(config: TrainConfig) -> list[Tracklet]:
         if data.associate_cameras:
             tracklets = associated_tracklets(config, index, records, tracklets)
         elif data.geometric_positives:
-            tracklets = geometric_tracklets(config, records, tracklets)
+            if cross_camera is None:
+                raise TrainConfigError(
+                    "data.geometric_positives: the identity layer relabels the tracks; train "
+                    "with python -m training.train (or training.ablation), not reid_models.train"
+                )
+            tracklets = cross_camera(config, records, tracklets)
     elif data.kind is DatasetKind.MARS:
         tracklets = list(load_mars(data.path).train)
     elif data.kind is DatasetKind.ILIDS_VID:
@@ -107,31 +123,6 @@ def pretrained_tp_features(config: TrainConfig, tracklets: Sequence[Tracklet]) -
     backbone = build_backbone(config.backbone, config.backbone_weights, pretrained=True)
     encoder = NamedEncoder("tp", TemporalPoolingEncoder(backbone).eval(), config.clip_length)
     return embed_tracklets(encoder, tracklets)
-
-
-def geometric_tracklets(
-    config: TrainConfig, records: Sequence[MinedTracklet], tracklets: Sequence[Tracklet]
-) -> list[Tracklet]:
-    """Relabel mined tracklets with the identity layer's geometric cross-camera groups."""
-    from training.cross_camera_positives import cross_camera_groups, mixed_groups
-
-    found = cross_camera_groups(records, pretrained_tp_features(config, tracklets))
-    logger.info(
-        "geometric positives: %d tracks -> %d pseudo-identities, %d across cameras "
-        "(%d links, %d cannot-links, overlapping views %s); diagnostic from the GT labels, "
-        "never used for training: %d groups hold more than one person",
-        len({(record.camera, record.track) for record in records}),
-        len(set(found.groups)),
-        found.cross_camera_groups,
-        found.geometric_links,
-        found.cannot_links,
-        found.homography_pairs,
-        mixed_groups(found.groups, records),
-    )
-    return [
-        Tracklet(tracklet.image_paths, group, tracklet.camera)
-        for tracklet, group in zip(tracklets, found.groups, strict=True)
-    ]
 
 
 def associated_tracklets(
@@ -331,6 +322,7 @@ class Trainer:
         cache: cached trunk maps to reuse (several runs on the same crops and backbone).
         on_epoch: called after every epoch and once before the first (``epoch == 0``), e.g. to
             record a learning curve.
+        cross_camera: see :func:`training_tracklets`.
     """
 
     def __init__(
@@ -339,10 +331,13 @@ class Trainer:
         tracklets: Sequence[Tracklet] | None = None,
         cache: FeatureMapCache | None = None,
         on_epoch: EpochCallback | None = None,
+        cross_camera: CrossCameraRelabel | None = None,
     ) -> None:
         self.config = config
         torch.manual_seed(config.seed)
-        self.tracklets = list(training_tracklets(config) if tracklets is None else tracklets)
+        if tracklets is None:
+            tracklets = training_tracklets(config, cross_camera)
+        self.tracklets = list(tracklets)
         self.on_epoch = on_epoch
         self.identity_count = len({tracklet.identity for tracklet in self.tracklets})
         # Any: the three encoders share no base class with their training entry points.
@@ -546,8 +541,12 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reid_models.train", description=__doc__)
+def main(
+    argv: Sequence[str] | None = None,
+    cross_camera: CrossCameraRelabel | None = None,
+    program: str = "python -m reid_models.train",
+) -> int:
+    parser = argparse.ArgumentParser(prog=program, description=__doc__)
     parser.add_argument("--config", type=Path, required=True, help="configs/train/<name>.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from <output>/last.pt")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -555,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_train_config(arguments.config, parse_overrides(arguments.set))
-        path = Trainer(config).run(resume=arguments.resume)
+        path = Trainer(config, cross_camera=cross_camera).run(resume=arguments.resume)
     except (TrainConfigError, ValueError, OSError) as error:
         logger.error("%s", error)
         return 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reid_models.ablation import ABLATION_END, ABLATION_START, STEPS, main
 from tests.mined_fixture import write_mined_fixture
+from training.ablation import ABLATION_END, ABLATION_START, STEPS, main
 
 
 def _config(folder: Path, index: Path, model: str) -> Path:

@@ -8,8 +8,9 @@ import pytest
 import torch
 import yaml
 
+from reid_models.datasets import Tracklet
 from reid_models.factory import load_encoder
-from reid_models.train import Trainer, main
+from reid_models.train import Trainer, main, training_tracklets
 from reid_models.train_config import TrainConfigError, load_train_config
 from tests.mined_fixture import write_mined_fixture
 
@@ -125,3 +126,20 @@ def test_training_lowers_the_loss(tmp_path: Path, mined_index: Path) -> None:
     trainer.run()
     losses = [record["loss"]["total"] for record in trainer.history]
     assert losses[-1] < losses[0]
+
+
+def test_geometric_positives_come_from_the_application_layer(tmp_path: Path, mined_index: Path):
+    """reid_models cannot call the identity layer: a config asking for geometric positives
+    needs the relabelling handed in (training.train does), and then uses it."""
+    data = {"kind": "mined", "path": str(mined_index), "geometric_positives": True}
+    config = load_train_config(_write_config(tmp_path, mined_index, data=data))
+    with pytest.raises(TrainConfigError, match=r"training\.train"):
+        training_tracklets(config)
+    seen: list[int] = []
+
+    def one_person_per_two_tracks(config, records, tracklets):  # type: ignore[no-untyped-def]
+        seen.append(len(tracklets))
+        return [Tracklet(t.image_paths, index // 2, t.camera) for index, t in enumerate(tracklets)]
+
+    relabelled = training_tracklets(config, one_person_per_two_tracks)
+    assert seen and len({tracklet.identity for tracklet in relabelled}) <= seen[0] // 2 + 1

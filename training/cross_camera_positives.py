@@ -28,7 +28,10 @@ import numpy as np
 from pipeline.config import IdentityConfig
 from pipeline.identity.refine import refine_identities
 from pipeline.identity.track_log import TrackLog, TrackRecord
+from reid_models.datasets import Tracklet
 from reid_models.mined_index import MinedTracklet
+from reid_models.train import pretrained_tp_features
+from reid_models.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -145,3 +148,27 @@ def mixed_groups(groups: Sequence[int], tracklets: Sequence[MinedTracklet]) -> i
         if tracklet.person is not None:
             persons.setdefault(group, set()).add(tracklet.person)
     return sum(len(labels) > 1 for labels in persons.values())
+
+
+def geometric_tracklets(
+    config: TrainConfig, records: Sequence[MinedTracklet], tracklets: Sequence[Tracklet]
+) -> list[Tracklet]:
+    """Relabel mined tracklets with the identity layer's geometric cross-camera groups (the
+    ``cross_camera`` relabelling that :func:`reid_models.train.training_tracklets` is given)."""
+    found = cross_camera_groups(records, pretrained_tp_features(config, tracklets))
+    logger.info(
+        "geometric positives: %d tracks -> %d pseudo-identities, %d across cameras "
+        "(%d links, %d cannot-links, overlapping views %s); diagnostic from the GT labels, "
+        "never used for training: %d groups hold more than one person",
+        len({(record.camera, record.track) for record in records}),
+        len(set(found.groups)),
+        found.cross_camera_groups,
+        found.geometric_links,
+        found.cannot_links,
+        found.homography_pairs,
+        mixed_groups(found.groups, records),
+    )
+    return [
+        Tracklet(tracklet.image_paths, group, tracklet.camera)
+        for tracklet, group in zip(tracklets, found.groups, strict=True)
+    ]

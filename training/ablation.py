@@ -1,6 +1,6 @@
 """Train the seed encoders step by step and record held-out learning curves.
 
-    python -m reid_models.ablation --config configs/train/rru_stim_mined.yaml \
+    python -m training.ablation --config configs/train/rru_stim_mined.yaml \
         --config configs/train/drsta_mined.yaml --out reid_models/RESULTS.md
 
 For every training config, four runs, each adding one thing to the previous (:data:`STEPS`):
@@ -42,8 +42,9 @@ from reid_models.held_out_probe import HeldOutProbe, temporal_pooling_of_maps
 from reid_models.mined_index import read_index
 from reid_models.train import Trainer, build_cache, parse_overrides, training_tracklets
 from reid_models.train_config import TrainConfig, TrainConfigError, load_train_config
+from training.cross_camera_positives import geometric_tracklets
 
-logger = logging.getLogger("reid_models.ablation")
+logger = logging.getLogger("training.ablation")
 
 ABLATION_START = "<!-- ablation:start -->"
 ABLATION_END = "<!-- ablation:end -->"
@@ -123,7 +124,7 @@ class Ablation:
     def tracklets_of(self, config: TrainConfig) -> list[Tracklet]:
         key = (config.data.geometric_positives, config.data.associate_cameras)
         if key not in self.tracklets:
-            self.tracklets[key] = training_tracklets(config)
+            self.tracklets[key] = training_tracklets(config, geometric_tracklets)
         return self.tracklets[key]
 
     def cache_for(self, config: TrainConfig, tracklets: Sequence[Tracklet]) -> FeatureMapCache:
@@ -248,7 +249,7 @@ def write_outputs(out: Path, runs: Sequence[RunRecord], temporal_pooling: dict[s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reid_models.ablation", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.ablation", description=__doc__)
     parser.add_argument("--config", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, required=True, help="markdown to write into")
     parser.add_argument(
