@@ -10,7 +10,12 @@ from pipeline.identity.homography import (
     project,
     transfer_error,
 )
-from pipeline.identity.trajectories import Trajectory, common_positions
+from pipeline.identity.trajectories import (
+    PairSamples,
+    Trajectory,
+    common_positions,
+    segment_medians,
+)
 
 TRUE_MATRIX = np.array([[0.8, -0.3, 120.0], [0.05, 0.6, 40.0], [0.0004, -0.0011, 1.0]])
 
@@ -118,3 +123,42 @@ def test_busy_views_that_do_not_overlap_give_no_homography():
                 look = rng.normal(size=16)
                 appearance[(camera, 100 * camera + person)] = look / np.linalg.norm(look)
         assert learn_view_homography(first, second, appearance) is None, seed
+
+
+def test_pair_samples_equal_common_positions_pair_by_pair():
+    """The stacked samples of many pairs (one search for all) are exactly the per-pair common
+    positions, for cameras with their own clocks, gaps in a track and a one-sample track; the
+    per-pair medians are numpy's."""
+    rng = np.random.default_rng(7)
+    tracks = []
+    for index in range(12):
+        start, count = rng.uniform(0, 30), int(rng.integers(1, 60))
+        times = start + np.cumsum(rng.choice([0.1, 0.1, 0.1, 0.7], size=count))
+        tracks.append(_track(index % 2, index, times, _walk(rng, count / 10.0 + 0.1)[:count]))
+    pairs = [(row, column) for row in range(12) for column in range(12) if row != column]
+    samples = PairSamples.build(pairs, tracks, tracks)
+    distances = samples.distances(TRUE_MATRIX)
+    medians = samples.medians(distances)
+    assert len(samples.owners) > 200
+    for index, (row, column) in enumerate(pairs):
+        times, source, target = common_positions(tracks[row], tracks[column])
+        mine = samples.owners == index
+        assert np.array_equal(samples.times[mine], times)
+        assert np.array_equal(samples.source[mine], source)
+        assert np.array_equal(samples.target[mine], target)
+        assert np.array_equal(tracks[row].timestamps[samples.indices[mine]], times)
+        expected, count = transfer_error(TRUE_MATRIX, tracks[row], tracks[column])
+        assert count == mine.sum()
+        assert np.isclose(medians[index], expected, rtol=1e-12) or (
+            count == 0 and np.isinf(medians[index])
+        )
+
+
+def test_segment_medians_match_numpy():
+    rng = np.random.default_rng(3)
+    owners = rng.integers(0, 9, size=200)
+    values = rng.normal(size=200)
+    medians = segment_medians(values, owners, 10)
+    for group in range(10):
+        inside = values[owners == group]
+        assert medians[group] == (np.median(inside) if len(inside) else np.inf)

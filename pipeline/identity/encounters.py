@@ -59,13 +59,13 @@ def box_iou_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def common_frame_iou(first: TrackRecord, second: TrackRecord) -> tuple[np.ndarray, np.ndarray]:
     """``(timestamps (M,), IoU (M,))`` of two tracks of one camera at the frames both have."""
-    _, first_at, second_at = np.intersect1d(
-        first.frame_indices, second.frame_indices, return_indices=True
-    )
+    first_times, first_frames, first_boxes = first.arrays()
+    _, second_frames, second_boxes = second.arrays()
+    _, first_at, second_at = np.intersect1d(first_frames, second_frames, return_indices=True)
     if len(first_at) == 0:
         return np.zeros(0), np.zeros(0)
-    overlaps = box_iou_pairs(np.stack(first.boxes)[first_at], np.stack(second.boxes)[second_at])
-    return np.asarray(first.timestamps, dtype=np.float64)[first_at], overlaps
+    overlaps = box_iou_pairs(first_boxes[first_at], second_boxes[second_at])
+    return first_times[first_at], overlaps
 
 
 def find_encounters(records: Sequence[TrackRecord], minimum_iou: float) -> list[Encounter]:

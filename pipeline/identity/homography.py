@@ -26,7 +26,7 @@ from scipy.stats import mannwhitneyu
 
 from pipeline.config import HomographyConfig
 from pipeline.gallery import TrackKey
-from pipeline.identity.trajectories import Trajectory, common_positions
+from pipeline.identity.trajectories import PairSamples, Trajectory, common_positions
 
 
 @dataclass
@@ -145,13 +145,14 @@ def learn_view_homography(
     if not candidates:
         return None
     pairs = _appearance_seeds(candidates, first_tracks, second_tracks, appearance)
+    samples = PairSamples.build(candidates, first_tracks, second_tracks)
     fit: ViewHomography | None = None
     for round_index in range(settings.rounds):
-        attempt = _fit_pairs(pairs, first_tracks, second_tracks, settings, round_index)
+        attempt = _fit_pairs(pairs, samples, first_tracks, second_tracks, settings, round_index)
         if attempt is None:
             break
         fit = attempt
-        pairs = _geometric_pairs(fit.matrix, candidates, first_tracks, second_tracks, settings)
+        pairs = _geometric_pairs(fit.matrix, samples, settings)
         if not pairs:
             break
     if fit is None or fit.inliers < settings.min_inliers:
@@ -159,7 +160,7 @@ def learn_view_homography(
     if fit.track_pairs < settings.min_track_pairs:
         return None
     if not _pairs_look_alike(
-        fit.matrix, candidates, first_tracks, second_tracks, appearance, settings
+        fit.matrix, samples, first_tracks, second_tracks, appearance, settings
     ):
         return None
     return fit
@@ -167,7 +168,7 @@ def learn_view_homography(
 
 def _pairs_look_alike(
     matrix: np.ndarray,
-    candidates: list[tuple[int, int]],
+    samples: PairSamples,
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
     appearance: Mapping[TrackKey, np.ndarray],
@@ -186,10 +187,10 @@ def _pairs_look_alike(
         (row, column): float(
             np.dot(appearance[first_tracks[row].key], appearance[second_tracks[column].key])
         )
-        for row, column in candidates
+        for row, column in samples.pairs
         if first_tracks[row].key in appearance and second_tracks[column].key in appearance
     }
-    pairs = set(_geometric_pairs(matrix, candidates, first_tracks, second_tracks, settings))
+    pairs = set(_geometric_pairs(matrix, samples, settings))
     fitted = [value for pair, value in similarity.items() if pair in pairs]
     others = [value for pair, value in similarity.items() if pair not in pairs]
     others += _simultaneous_similarities(first_tracks, appearance)
@@ -257,22 +258,21 @@ def _appearance_seeds(
 
 
 def _geometric_pairs(
-    matrix: np.ndarray,
-    candidates: list[tuple[int, int]],
-    first_tracks: Sequence[Trajectory],
-    second_tracks: Sequence[Trajectory],
-    settings: HomographyConfig,
+    matrix: np.ndarray, samples: PairSamples, settings: HomographyConfig
 ) -> list[tuple[int, int]]:
-    """One-to-one pairs (Hungarian on transfer error) whose feet the homography carries onto
-    each other within twice the RANSAC tolerance."""
-    rows = sorted({row for row, _ in candidates})
-    columns = sorted({column for _, column in candidates})
+    """One-to-one pairs (Hungarian on transfer error) among the candidate pairs of
+    ``samples`` whose feet the homography carries onto each other within twice the RANSAC
+    tolerance."""
+    rows = sorted({row for row, _ in samples.pairs})
+    columns = sorted({column for _, column in samples.pairs})
     row_of = {row: position for position, row in enumerate(rows)}
     column_of = {column: position for position, column in enumerate(columns)}
     cost = np.full((len(rows), len(columns)), 1e6)
-    for row, column in candidates:
-        error, _ = transfer_error(matrix, first_tracks[row], second_tracks[column])
-        cost[row_of[row], column_of[column]] = min(error, 1e6)
+    errors = np.minimum(samples.medians(samples.distances(matrix)), 1e6)
+    cost[
+        [row_of[row] for row, _ in samples.pairs],
+        [column_of[column] for _, column in samples.pairs],
+    ] = errors
     chosen_rows, chosen_columns = linear_sum_assignment(cost)
     limit = 2.0 * settings.tolerance_heights
     return [
@@ -284,14 +284,16 @@ def _geometric_pairs(
 
 def _fit_pairs(
     pairs: list[tuple[int, int]],
+    samples: PairSamples,
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
     settings: HomographyConfig,
     seed: int,
 ) -> ViewHomography | None:
     sources, targets, owners, heights = [], [], [], []
+    position = {pair: index for index, pair in enumerate(samples.pairs)}
     for index, (row, column) in enumerate(pairs):
-        _, source, target = common_positions(first_tracks[row], second_tracks[column])
+        source, target = samples.of(position[(row, column)])
         if len(source) == 0:
             continue
         keep = np.unique(np.linspace(0, len(source) - 1, settings.max_points_per_pair).round())

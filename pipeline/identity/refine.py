@@ -38,14 +38,10 @@ from pipeline.identity.encounters import (
     encounter_cuts,
     find_encounters,
 )
-from pipeline.identity.homography import (
-    ViewHomography,
-    carried_distances,
-    learn_view_homography,
-)
+from pipeline.identity.homography import ViewHomography, learn_view_homography
 from pipeline.identity.swaps import cut_records, swap_times
 from pipeline.identity.track_log import PieceKey, TrackLog, TrackRecord
-from pipeline.identity.trajectories import Trajectory
+from pipeline.identity.trajectories import PairSamples, Trajectory
 
 
 @dataclass
@@ -418,49 +414,66 @@ def _geometric_evidence(
 ) -> tuple[list[tuple[float, int, int]], list[tuple[int, int]]]:
     """Same-place links ``(error, row, column)`` and far-apart cannot-links between the tracks
     of two overlapping cameras (rows index ``trajectories``)."""
-    links: list[tuple[float, int, int]] = []
-    conflicts: list[tuple[int, int]] = []
-    nearest_hits: dict[tuple[int, int], float] = {}
-    errors: dict[tuple[int, int], float] = {}
     starts = np.array([trajectory.start for trajectory in trajectories])
     ends = np.array([trajectory.end for trajectory in trajectories])
-    for direction, (sources, targets, matrix) in enumerate(
-        [(first_rows, second_rows, view.matrix), (second_rows, first_rows, view.inverse().matrix)]
-    ):
-        for source in sources.tolist():
-            trajectory = trajectories[source]
-            per_target: list[tuple[int, np.ndarray, np.ndarray]] = []
-            coexisting = targets[
-                (starts[targets] < ends[source]) & (ends[targets] > starts[source])
-            ]
-            for target in coexisting.tolist():
-                other = trajectories[target]
-                times, distance = carried_distances(matrix, trajectory, other)
-                if len(times) < settings.min_common_samples:
-                    continue
-                per_target.append((target, times, distance))
-                if direction == 0:
-                    errors[(source, target)] = float(np.median(distance))
-            if not per_target:
-                continue
-            # at each of the source's timestamps, which coexisting target is nearest
-            all_times = np.unique(np.concatenate([times for _, times, _ in per_target]))
-            nearest = np.full(len(all_times), np.inf)
-            for _, times, distance in per_target:
-                positions = np.searchsorted(all_times, times)
-                nearest[positions] = np.minimum(nearest[positions], distance)
-            for target, times, distance in per_target:
-                positions = np.searchsorted(all_times, times)
-                hits = float(np.mean(distance <= nearest[positions] + 1e-9))
-                pair = (source, target) if direction == 0 else (target, source)
-                nearest_hits[pair] = min(nearest_hits.get(pair, 1.0), hits) if direction else hits
-    for (row, column), error in errors.items():
-        hits = nearest_hits.get((row, column), 0.0)
+    coexisting = (starts[first_rows][:, None] < ends[second_rows][None]) & (
+        ends[first_rows][:, None] > starts[second_rows][None]
+    )
+    first_at, second_at = np.nonzero(coexisting)
+    pairs = list(zip(first_rows[first_at].tolist(), second_rows[second_at].tolist(), strict=True))
+    forward, forward_hits = _nearest_hits(view.matrix, pairs, trajectories, settings)
+    backward, backward_hits = _nearest_hits(
+        view.inverse().matrix, [(column, row) for row, column in pairs], trajectories, settings
+    )
+    links: list[tuple[float, int, int]] = []
+    conflicts: list[tuple[int, int]] = []
+    for index, (row, column) in enumerate(pairs):
+        error = forward[index]
+        if not np.isfinite(error):
+            continue
+        hits = forward_hits[index]
+        if np.isfinite(backward[index]):
+            hits = min(hits, backward_hits[index])
         if error <= settings.match_heights and hits >= settings.nearest_fraction:
-            links.append((error, row, column))
+            links.append((float(error), row, column))
         elif error > settings.conflict_heights:
             conflicts.append((row, column))
     return links, conflicts
+
+
+def _nearest_hits(
+    matrix: np.ndarray,
+    pairs: list[tuple[int, int]],
+    trajectories: Sequence[Trajectory],
+    settings: IdentityConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For ``(source, target)`` row pairs of coexisting tracks: the median carried distance
+    (``inf`` with fewer than ``min_common_samples`` common samples) and the fraction of the
+    source's common timestamps at which this target was its nearest (among the targets with
+    enough samples); both float64 ``(P,)``."""
+    samples = PairSamples.build(pairs, trajectories, trajectories)
+    distances = samples.distances(matrix)
+    enough = samples.counts >= settings.min_common_samples
+    errors = np.where(enough, samples.medians(distances), np.inf)
+    hits = np.zeros(len(pairs))
+    kept = enough[samples.owners]
+    if not kept.any():
+        return errors, hits
+    owners, distances = samples.owners[kept], distances[kept]
+    sources = np.array([source for source, _ in pairs])[owners]
+    _, moment = np.unique(
+        np.stack([sources.astype(np.float64), samples.times[kept]], axis=1),
+        axis=0,
+        return_inverse=True,
+    )
+    moment = moment.ravel()
+    nearest = np.full(int(moment.max()) + 1, np.inf)
+    np.minimum.at(nearest, moment, distances)
+    nearest_count = np.bincount(
+        owners, weights=(distances <= nearest[moment] + 1e-9), minlength=len(pairs)
+    )
+    hits = np.where(enough, nearest_count / np.maximum(samples.counts, 1), 0.0)
+    return errors, hits
 
 
 def continuity_pairs(

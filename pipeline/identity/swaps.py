@@ -17,34 +17,46 @@ from itertools import pairwise
 import numpy as np
 
 from pipeline.config import IdentityConfig
-from pipeline.identity.homography import ViewHomography, carried_distances
+from pipeline.identity.homography import ViewHomography
 from pipeline.identity.track_log import TrackRecord
-from pipeline.identity.trajectories import Trajectory, common_positions
+from pipeline.identity.trajectories import PairSamples, Trajectory, common_positions
 
 
 def partners(
     matrix: np.ndarray,
-    source: Trajectory,
-    targets: Sequence[tuple[int, Trajectory]],
+    trajectories: Sequence[Trajectory],
+    sources: Sequence[int],
+    targets: Sequence[int],
     match_heights: float,
-) -> np.ndarray:
-    """int ``(N,)``: at each of ``source``'s samples, the target (its given index) whose feet
-    are nearest to ``source``'s carried by ``matrix``, if within ``match_heights`` target
-    person heights; else ``-1``."""
-    best = np.full(len(source.timestamps), np.inf)
-    partner = np.full(len(source.timestamps), -1)
-    for index, target in targets:
-        if source.overlap_seconds(target) <= 0:
-            continue
-        times, distance = carried_distances(matrix, source, target)
-        if len(times) == 0:
-            continue
-        samples = np.searchsorted(source.timestamps, times)
-        better = distance < best[samples]
-        best[samples[better]] = distance[better]
-        partner[samples[better]] = index
-    partner[best > match_heights] = -1
-    return partner
+) -> dict[int, np.ndarray]:
+    """Per source row: int ``(N,)``, at each of its ``N`` samples the target row whose feet
+    are nearest to the source's carried by ``matrix`` (the first such target in ``targets``
+    on a tie), if within ``match_heights`` target person heights; else ``-1``. Rows index
+    ``trajectories``."""
+    found = {row: np.full(len(trajectories[row].timestamps), -1) for row in sources}
+    starts = np.array([trajectories[row].start for row in targets])
+    ends = np.array([trajectories[row].end for row in targets])
+    pairs = [
+        (row, int(targets[position]))
+        for row in sources
+        for position in np.flatnonzero(
+            (starts < trajectories[row].end) & (ends > trajectories[row].start)
+        ).tolist()
+    ]
+    samples = PairSamples.build(pairs, trajectories, trajectories)
+    if len(samples.owners) == 0:
+        return found
+    distances = samples.distances(matrix)
+    pair_sources = np.array([source for source, _ in pairs])[samples.owners]
+    pair_targets = np.array([target for _, target in pairs])[samples.owners]
+    # per (source, sample): the smallest distance, then the earliest pair (targets' order)
+    order = np.lexsort((samples.owners, distances, samples.indices, pair_sources))
+    keys = np.stack([pair_sources[order], samples.indices[order]], axis=1)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(keys[1:] != keys[:-1], axis=1)
+    for position in order[first][distances[order[first]] <= match_heights].tolist():
+        found[int(pair_sources[position])][samples.indices[position]] = pair_targets[position]
+    return found
 
 
 def partner_runs(
@@ -101,13 +113,12 @@ def swap_times(
     cuts: dict[int, list[float]] = {}
     for (source_camera, target_camera), view in views.items():
         sources = np.flatnonzero(cameras == source_camera).tolist()
-        targets = [
-            (row, trajectories[row]) for row in np.flatnonzero(cameras == target_camera).tolist()
-        ]
+        targets = np.flatnonzero(cameras == target_camera).tolist()
         neighbours = [trajectories[row] for row in sources]
+        found = partners(view.matrix, trajectories, sources, targets, settings.match_heights)
         for row in sources:
             trajectory = trajectories[row]
-            partner = partners(view.matrix, trajectory, targets, settings.match_heights)
+            partner = found[row]
             runs = partner_runs(partner, trajectory.timestamps, settings.swap_min_seconds)
             for (before, _, last), (after, first, _) in pairwise(runs):
                 if before == after:

@@ -54,6 +54,20 @@ class TrackRecord:
     qualities: list[float] = field(default_factory=list)
     clip_frames: list[int] = field(default_factory=list)
     cut_before: bool = False
+    _arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(timestamps float64 (N,), frame indices int64 (N,), boxes float32 (N, 4))``,
+        kept until more boxes are logged (the lists only grow)."""
+        if self._arrays is None or len(self._arrays[0]) != len(self.timestamps):
+            self._arrays = (
+                np.asarray(self.timestamps, dtype=np.float64),
+                np.asarray(self.frame_indices, dtype=np.int64),
+                np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4),
+            )
+        return self._arrays
 
     @property
     def key(self) -> TrackKey:
@@ -88,9 +102,8 @@ class TrackRecord:
         return self.timestamps[-1] if self.timestamps else float("-inf")
 
     def trajectory(self) -> Trajectory:
-        return Trajectory.from_boxes(
-            self.camera_id, self.track_id, np.asarray(self.timestamps), np.stack(self.boxes)
-        )
+        timestamps, _, boxes = self.arrays()
+        return Trajectory.from_boxes(self.camera_id, self.track_id, timestamps, boxes)
 
     def mean_embedding(self) -> np.ndarray | None:
         """Quality-weighted mean of the clip embeddings, L2-normalised; None without clips."""
