@@ -334,7 +334,11 @@ class HomographyConfig(StrictModel):
     min_inliers: int = Field(default=30, ge=4, description="fewer: the views do not overlap")
     min_track_pairs: int = Field(default=3, ge=1, description="…from at least this many pairs")
     appearance_significance: float = Field(
-        default=0.01, gt=0, lt=1, description="its pairs look alike beyond chance at this level"
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="a fit on half the footage pairs people of the other half who look alike "
+        "beyond chance at this level",
     )
     max_points_per_pair: int = Field(default=40, ge=1, description="correspondences per pair")
     rounds: int = Field(default=3, ge=1, description="fit, re-select pairs by geometry, refit")

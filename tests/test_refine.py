@@ -45,9 +45,10 @@ def _walk(start: tuple[float, float], velocity: tuple[float, float], seconds: fl
     return np.asarray(start) + steps * np.asarray(velocity)
 
 
-def _calibration_crowd(log: TrackLog, rng: np.random.Generator, people: int = 8) -> None:
+def _calibration_crowd(log: TrackLog, rng: np.random.Generator, people: int = 16) -> None:
     """People walking in both views (second view = first through ``MATRIX``), distinct looks:
-    what the homography is learned from."""
+    what the homography is learned from (enough of them that a fit on either half of the
+    footage is checked on people of the other half)."""
     for person in range(people):
         feet = _walk(
             (40 + 35 * person, 150 + 15 * (person % 4)), (rng.uniform(-8, 8), 6.0), seconds=6

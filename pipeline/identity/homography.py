@@ -7,8 +7,10 @@ RANSAC (OpenCV) fits the view-to-view homography. The fit is then revised: every
 simultaneous tracks is scored by how well the homography carries one's feet onto the other's,
 the geometrically consistent pairs (one-to-one, Hungarian) replace the appearance seeds, and
 the homography is fitted again. A camera pair whose views do not overlap yields too few
-consistent pairs and inliers: :func:`learn_view_homography` returns ``None`` for it (its
-transition windows stay the job of :mod:`pipeline.topology`).
+consistent pairs and inliers, or a fit that does not hold for people it was not made from (a
+fit on one half of the footage must pair people of the other half who look alike):
+:func:`learn_view_homography` returns ``None`` for it (its transition windows stay the job of
+:mod:`pipeline.topology`).
 
 Thresholds are relative to the people in the images: the RANSAC tolerance is a fraction of the
 median box height in the target view, so the same setting serves 360x288 and 4K cameras.
@@ -144,8 +146,27 @@ def learn_view_homography(
     candidates = _candidate_pairs(first_tracks, second_tracks, settings.min_common_seconds)
     if not candidates:
         return None
-    pairs = _appearance_seeds(candidates, first_tracks, second_tracks, appearance)
     samples = PairSamples.build(candidates, first_tracks, second_tracks)
+    fit = _fit_rounds(samples, first_tracks, second_tracks, appearance, settings)
+    if fit is None or fit.inliers < settings.min_inliers:
+        return None
+    if fit.track_pairs < settings.min_track_pairs:
+        return None
+    if not _holds_out_of_sample(candidates, first_tracks, second_tracks, appearance, settings):
+        return None
+    return fit
+
+
+def _fit_rounds(
+    samples: PairSamples,
+    first_tracks: Sequence[Trajectory],
+    second_tracks: Sequence[Trajectory],
+    appearance: Mapping[TrackKey, np.ndarray],
+    settings: HomographyConfig,
+) -> ViewHomography | None:
+    """Fit on the appearance seeds among the candidate pairs of ``samples``, then
+    ``rounds - 1`` times on the pairs the last fit carries onto each other."""
+    pairs = _appearance_seeds(samples.pairs, first_tracks, second_tracks, appearance)
     fit: ViewHomography | None = None
     for round_index in range(settings.rounds):
         attempt = _fit_pairs(pairs, samples, first_tracks, second_tracks, settings, round_index)
@@ -155,44 +176,64 @@ def learn_view_homography(
         pairs = _geometric_pairs(fit.matrix, samples, settings)
         if not pairs:
             break
-    if fit is None or fit.inliers < settings.min_inliers:
-        return None
-    if fit.track_pairs < settings.min_track_pairs:
-        return None
-    if not _pairs_look_alike(
-        fit.matrix, samples, first_tracks, second_tracks, appearance, settings
-    ):
-        return None
     return fit
 
 
-def _pairs_look_alike(
-    matrix: np.ndarray,
-    samples: PairSamples,
+def _holds_out_of_sample(
+    candidates: list[tuple[int, int]],
     first_tracks: Sequence[Trajectory],
     second_tracks: Sequence[Trajectory],
     appearance: Mapping[TrackKey, np.ndarray],
     settings: HomographyConfig,
 ) -> bool:
-    """Whether the people the fit puts on each other's feet look more alike than the other
-    simultaneous pairs, beyond chance.
+    """Whether a homography fitted on one half of the footage pairs people of the other half
+    who look more alike than the other simultaneous pairs there, beyond chance.
 
     Two views that do not overlap still show people at the same time, and RANSAC can map a few
-    of their trajectories onto each other (a trajectory is nearly a line). If the fit is the
-    ground, its pairs are the same people, and their appearance similarities rank above those
-    of the other candidate pairs and of tracks seen together in one camera (two people): a
-    one-sided Mann-Whitney test at ``appearance_significance`` (tracks without embeddings
-    left out)."""
-    similarity = {
-        (row, column): float(
-            np.dot(appearance[first_tracks[row].key], appearance[second_tracks[column].key])
-        )
-        for row, column in samples.pairs
-        if first_tracks[row].key in appearance and second_tracks[column].key in appearance
-    }
-    pairs = set(_geometric_pairs(matrix, samples, settings))
-    fitted = [value for pair, value in similarity.items() if pair in pairs]
-    others = [value for pair, value in similarity.items() if pair not in pairs]
+    of their trajectories onto each other (a trajectory is nearly a line). Those few were
+    picked because they look alike (the appearance seeds), so their likeness proves nothing;
+    people the fit was not made from do. The candidate pairs are split in time (at the median
+    middle of their common stretch); a fit on each half picks, by geometry alone, pairs of the
+    other half. If it is the ground, they are the same people, and their appearance
+    similarities rank above those of the other candidate pairs of that half and of tracks seen
+    together in one camera (two people): a one-sided Mann-Whitney test at
+    ``appearance_significance`` (tracks without embeddings left out)."""
+    middles = np.array(
+        [
+            (
+                max(first_tracks[row].start, second_tracks[column].start)
+                + min(first_tracks[row].end, second_tracks[column].end)
+            )
+            / 2.0
+            for row, column in candidates
+        ]
+    )
+    split = float(np.median(middles))
+    halves = [
+        [
+            pair
+            for pair, middle in zip(candidates, middles, strict=True)
+            if below == (middle < split)
+        ]
+        for below in (True, False)
+    ]
+    fitted: list[float] = []
+    others: list[float] = []
+    for fitting, testing in ((halves[0], halves[1]), (halves[1], halves[0])):
+        if not fitting or not testing:
+            continue
+        samples = PairSamples.build(fitting, first_tracks, second_tracks)
+        fit = _fit_rounds(samples, first_tracks, second_tracks, appearance, settings)
+        if fit is None:
+            continue
+        held_out = PairSamples.build(testing, first_tracks, second_tracks)
+        chosen = set(_geometric_pairs(fit.matrix, held_out, settings))
+        for row, column in testing:
+            first = appearance.get(first_tracks[row].key)
+            second = appearance.get(second_tracks[column].key)
+            if first is not None and second is not None:
+                value = float(np.dot(first, second))
+                (fitted if (row, column) in chosen else others).append(value)
     others += _simultaneous_similarities(first_tracks, appearance)
     others += _simultaneous_similarities(second_tracks, appearance)
     if not fitted or not others:
