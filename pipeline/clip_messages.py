@@ -14,12 +14,15 @@ All fields are strings (so messages can also wait in the on-disk spool):
 - ``clip`` and ``ended``: ``boxes`` (optional, base64 of packed rows): the track's boxes since
   its previous ``clip`` / ``ended`` message, for the matchers' whole-track passes
   (``pipeline/track_boxes.py``);
-- ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message.
+- ``ended``: ``has_final_clip`` (``0``/``1``): whether a last clip precedes this message;
+  ``left_open`` (``1``, optional): sent by a restarted edge for a track an earlier (killed) run
+  of it left open, with the track's last known box and time (``pipeline/track_ledger.py``);
 - ``reconnected``: the camera came back after ``outage_seconds`` (``pipeline/reconnect.py``);
   ``track_id`` is ``-1`` and the box empty.
 
-``boxes`` and ``frame_indices`` are optional: messages of edges that predate them are read as
-before (a track without boxes, a clip without frame indices).
+``boxes``, ``frame_indices`` and ``left_open`` are optional: messages of edges that predate
+them are read as before (a track without boxes, a clip without frame indices, an end of a
+track that run itself saw end).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.clips import Clip, TrackEvent
+from pipeline.events import Event
 from pipeline.matching import EmbeddedClip
 from pipeline.track_boxes import TrackBoxes
 
@@ -50,6 +54,8 @@ class ClipMessage:
     outage_seconds: float = 0.0
     boxes: TrackBoxes | None = None
     """The track's boxes since its previous message (``clip`` / ``ended``; None: none)."""
+    left_open: bool = False
+    """``ended`` only: the end of a track an earlier run of the edge left open (killed)."""
 
     @property
     def captured_at(self) -> float:
@@ -88,6 +94,8 @@ class ClipMessage:
             fields["boxes"] = self.boxes.encode()
         if self.kind == "ended":
             fields["has_final_clip"] = "1" if self.has_final_clip else "0"
+            if self.left_open:
+                fields["left_open"] = "1"
         if self.kind == "reconnected":
             fields["outage_seconds"] = repr(float(self.outage_seconds))
         return fields
@@ -101,6 +109,22 @@ def ended_message(
     edge: str, track: TrackEvent, has_final_clip: bool, boxes: TrackBoxes | None = None
 ) -> ClipMessage:
     return ClipMessage("ended", edge, track, has_final_clip=has_final_clip, boxes=boxes)
+
+
+def left_open_message(edge: str, event: Event) -> ClipMessage:
+    """The ``ended`` message for a track an earlier run left open, from its ``track_ended``
+    (``pipeline/track_ledger.py``: the track's last known box, frame and time); no last clip
+    follows it."""
+    track = TrackEvent(
+        camera_id=event.camera_id,
+        track_id=event.track_id,
+        frame_index=event.frame_index,
+        timestamp=event.timestamp,
+        box=np.asarray(event.bbox, dtype=np.float32),
+        confidence=event.score,
+        captured_at=event.captured_at,
+    )
+    return ClipMessage("ended", edge, track, left_open=True)
 
 
 def reconnected_message(edge: str, camera_id: int, outage_seconds: float) -> ClipMessage:
@@ -164,6 +188,7 @@ def parse_message(fields: dict[str, str]) -> ClipMessage:
         message.embedded = EmbeddedClip(clip, embedding.astype(np.float32))
     elif kind == "ended":
         message.has_final_clip = fields.get("has_final_clip") == "1"
+        message.left_open = fields.get("left_open") == "1"
     elif kind == "reconnected":
         message.outage_seconds = float(fields["outage_seconds"])
     elif kind != "started":

@@ -19,6 +19,8 @@ score           matching similarity (assigned/merged) or detection confidence
 merged_ids      ``identity_merged`` only: comma-separated ids folded into global_id
 split_from      ``identity_split`` only: the identity the track (camera_id, track_id)
                 left; global_id is the new identity it now has
+left_open       ``track_ended`` only, ``1`` when present: a later run ended the track an
+                earlier run left open (killed); box, frame and time are its last known
 ==============  =====================================================================
 
 ``identity_split`` (added within version 1: a new type and a field only it carries, so
@@ -26,6 +28,11 @@ consumers that skip unknown types keep working) says an identity held two people
 ``(camera_id, track_id)`` moved from ``split_from`` to the new ``global_id``; its later events
 carry the new id. ``score`` is the track's similarity to the rest of the old identity, ``-1``
 when the split came from the two tracks being seen at the same time in one camera.
+
+``left_open`` (added within version 1 the same way) marks the ``track_ended`` that a run
+publishes at its start for a track a killed run never ended (``pipeline/track_ledger.py``). It
+is published once, whatever runs start: not when the track was ended meanwhile (its own
+``track_ended`` replayed from a spool, or another run's ``left_open`` one).
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ class Event:
     merged_ids: list[int] = field(default_factory=list)
     event_id: str = ""
     split_from: int = -1
+    left_open: bool = False
+    """``track_ended`` of a track an earlier (killed) run left open; published only while the
+    track ledger still holds it open (``pipeline/track_ledger.py``)."""
 
     def to_fields(self) -> dict[str, str]:
         """The Redis stream fields of this event (all strings)."""
@@ -83,6 +93,8 @@ class Event:
             fields["merged_ids"] = ",".join(str(identity) for identity in self.merged_ids)
         if self.type is EventType.IDENTITY_SPLIT:
             fields["split_from"] = str(self.split_from)
+        if self.left_open and self.type is EventType.TRACK_ENDED:
+            fields["left_open"] = "1"
         return fields
 
 
@@ -98,4 +110,6 @@ def parse_fields(fields: dict[str, str]) -> dict[str, object]:
         parsed["merged_ids"] = [int(value) for value in fields["merged_ids"].split(",")]
     if "split_from" in fields:
         parsed["split_from"] = int(fields["split_from"])
+    if "left_open" in fields:
+        parsed["left_open"] = fields["left_open"] == "1"
     return parsed

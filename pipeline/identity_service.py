@@ -30,7 +30,8 @@ MATCH_LATENCY_SAMPLES = 10_000
 
 
 class IdentityService:
-    """``started(tracks)``, ``ended(tracks, keys_with_final_clip)``, ``embedded(clips)``."""
+    """``started(tracks)``, ``ended(tracks, keys_with_final_clip)``, ``embedded(clips)``,
+    ``ended_left_open(track)``."""
 
     def __init__(self, config: MatchingConfig) -> None:
         self.matcher = IdentityMatcher(config)
@@ -58,6 +59,23 @@ class IdentityService:
                 self.matcher.end_track(track.camera_id, track.track_id, track.timestamp, track.box)
                 event.global_id = self.matcher.global_id_of(*key)
                 events.append(event)
+        return events
+
+    def ended_left_open(self, track: TrackEvent) -> list[Event]:
+        """The end of a track an earlier run of its edge left open (killed), at its last known
+        box and time. An end of that run still waiting for a last clip that will never come is
+        published instead; else one ``track_ended`` marked ``left_open``, which the publisher
+        adds only while the track is open (``pipeline/track_ledger.py``)."""
+        key = (track.camera_id, track.track_id)
+        waiting = self._ending.pop(key, None)
+        if waiting:
+            for event in waiting:
+                self.matcher.end_track(*key, event.timestamp, event.bbox)
+                event.global_id = self.matcher.global_id_of(*key)
+            return list(waiting)
+        events = self.ended([track], set())
+        for event in events:
+            event.left_open = True
         return events
 
     def embedded(self, embedded: list[EmbeddedClip]) -> MatchResult:

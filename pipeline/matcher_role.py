@@ -8,7 +8,9 @@ hot standbys. A matcher that becomes leader first claims the entries other consu
 pending (a killed matcher loses no clip), restores the gallery from Redis, then reads new
 entries. Entries are acknowledged only after their events were handed to the publisher. An
 edge's ``reconnected`` message widens same-camera re-association for a while, as in the
-single-process pipeline (``pipeline/reconnect.py``). The leader also runs the whole-track
+single-process pipeline (``pipeline/reconnect.py``); its ``ended`` messages marked
+``left_open`` (sent at its start for tracks a killed run of it left open) become one
+``track_ended`` each (``pipeline/track_ledger.py``). The leader also runs the whole-track
 passes on the boxes edges send (``pipeline/matcher_passes.py``): each at the stream position
 where it falls due (after the clips before it were matched), its merges and splits published
 with that batch's events.
@@ -235,6 +237,9 @@ class DistributedMatcher:
             elif message.kind == "reconnected":
                 match_clips()
                 self.continuity.camera_reconnected(track.camera_id, message.outage_seconds)
+            elif message.left_open:  # a restarted edge ends what its killed run left open
+                match_clips()
+                events += self.identity.ended_left_open(track)
             else:
                 match_clips()
                 key = {(track.camera_id, track.track_id)} if message.has_final_clip else set()

@@ -41,7 +41,7 @@ from pipeline.events import SCHEMA_VERSION
 from pipeline.matching import Identity
 from pipeline.redaction import redact_url
 from pipeline.spool import DiskSpool, undelivered_records
-from pipeline.track_ledger import TrackLedger
+from pipeline.track_ledger import TrackLedger, is_left_open_end
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class PublisherCounters:
     events_dropped: int = 0
     identity_updates: int = 0
     connection_failures: int = 0
+    left_open_skipped: int = 0
+    """``left_open`` track_ended events not added: their track had been ended already (by its
+    own run's spooled end, or another run that ended it first)."""
 
 
 FORGET_TRACKS = """
@@ -221,24 +224,17 @@ class RedisPublisher:
         while len(self.spool):
             records = self.spool.peek(chunk)
             pipe = self._client.pipeline(transaction=False)
-            for fields in records:
-                pipe.xadd(
-                    self.config.stream,
-                    fields,  # type: ignore[arg-type]
-                    maxlen=self.config.stream_max_length,
-                    approximate=True,
-                )
-            if self.ledger is not None:
-                self.ledger.record(pipe, records)
+            conditional = self._queue_records(pipe, records)
             try:
-                pipe.execute()
+                replies = pipe.execute()
             except redis.RedisError as error:
                 self._on_failure(error)
                 return False
             self.spool.acknowledge(len(records))
-            self.counters.events_published += len(records)
-            self.counters.events_replayed += len(records)
-            self._replayed_since_outage += len(records)
+            added = len(records) - len(self._skipped(conditional, replies))
+            self.counters.events_published += added
+            self.counters.events_replayed += added
+            self._replayed_since_outage += added
             if not len(self.spool):
                 logger.info(
                     "replayed %d spooled events to %s",
@@ -252,17 +248,8 @@ class RedisPublisher:
             self._spill()
             return []
         sending = list(self._events)
-        sending_fields = [event.to_fields() for event in sending]
         pipe = self._client.pipeline(transaction=False)
-        for event_fields in sending_fields:
-            pipe.xadd(
-                self.config.stream,
-                event_fields,  # type: ignore[arg-type]
-                maxlen=self.config.stream_max_length,
-                approximate=True,
-            )
-        if self.ledger is not None:
-            self.ledger.record(pipe, sending_fields)
+        conditional = self._queue_records(pipe, [event.to_fields() for event in sending])
         if self._identities:
             self._max_global_id = max(self._max_global_id, *self._identities)
             self._raise_max_global_id(
@@ -288,11 +275,12 @@ class RedisPublisher:
             pipe.delete(identity_key)
             pipe.zrem(self.key("identities"), str(global_id))
         try:
-            pipe.execute()
+            replies = pipe.execute()
         except redis.RedisError as error:
             self._on_failure(error)
             self._spill()
             return []
+        skipped = self._skipped(conditional, replies)
         if not self.connected:
             logger.info(
                 "Redis at %s is back; sent %d buffered events (%d of them from the spool)",
@@ -305,11 +293,56 @@ class RedisPublisher:
         self._failures_in_row = 0
         for _ in sending:
             self._events.popleft()
-        self.counters.events_published += len(sending)
+        sent = [event for index, event in enumerate(sending) if index not in skipped]
+        self.counters.events_published += len(sent)
         self.counters.identity_updates += len(self._identities)
         self._identities.clear()
         self._removed.clear()
-        return sending
+        return sent
+
+    def _queue_records(
+        self, pipe: redis.client.Pipeline, records: list[dict[str, str]]
+    ) -> dict[int, int]:
+        """Queue on ``pipe``, in order, the stream entries of ``records`` and their track
+        ledger updates. A ``left_open`` track_ended goes through the ledger's check (added
+        only while its track is open), after the ledger updates of the records before it, so
+        an end replayed just before it counts.
+
+        Returns ``record index -> index of its command in pipe`` for those checked ends.
+        """
+        conditional: dict[int, int] = {}
+        pending: list[dict[str, str]] = []
+        for index, fields in enumerate(records):
+            if self.ledger is not None and is_left_open_end(fields):
+                self.ledger.record(pipe, pending)
+                pending = []
+                conditional[index] = len(pipe.command_stack)
+                self.ledger.end_left_open(
+                    pipe, self.config.stream, self.config.stream_max_length, fields
+                )
+                continue
+            pipe.xadd(
+                self.config.stream,
+                fields,  # type: ignore[arg-type]
+                maxlen=self.config.stream_max_length,
+                approximate=True,
+            )
+            pending.append(fields)
+        if self.ledger is not None:
+            self.ledger.record(pipe, pending)
+        return conditional
+
+    def _skipped(self, conditional: dict[int, int], replies: list[object]) -> set[int]:
+        """Indices of the checked ``left_open`` ends that were not added (already ended)."""
+        skipped = {index for index, command in conditional.items() if not replies[command]}
+        if skipped:
+            self.counters.left_open_skipped += len(skipped)
+            logger.info(
+                "%d track_ended for tracks an earlier run left open were not sent: those "
+                "tracks had been ended already",
+                len(skipped),
+            )
+        return skipped
 
     def _on_failure(self, error: Exception) -> None:
         self.counters.connection_failures += 1

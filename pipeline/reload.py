@@ -104,7 +104,9 @@ class ContinuingTracker:
     """A fresh tracker for a restarted camera whose track ids continue after the old ones.
 
     Track ids key identities as (camera id, track id); a new tracker counts from the start
-    again, so its ids are shifted by ``id_offset`` to never reuse an id of the same camera.
+    again, so its ids are shifted by ``id_offset`` to never reuse an id of the same camera. The
+    wrapped tracker keeps its own ids unique over :meth:`reset` (as
+    :class:`pipeline.track.CameraTracker` does), so the shifted ones stay unique too.
     """
 
     def __init__(self, tracker: TrackerLike, id_offset: int) -> None:

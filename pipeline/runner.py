@@ -24,6 +24,7 @@ import redis
 from pipeline.clip_messages import (
     clip_message,
     ended_message,
+    left_open_message,
     reconnected_message,
     started_message,
 )
@@ -316,8 +317,9 @@ class Pipeline:
     def _continue_tracks(self) -> None:
         """Continue each camera's track ids after those of earlier runs, and end the tracks a
         killed run left open (``pipeline/track_ledger.py``). An earlier run's spool is replayed
-        first, so its tracks count. Edges continue their ids too; their open tracks are the
-        matcher's to end."""
+        first, so its tracks count. Edges continue their ids too, and send an ``ended`` message
+        (``left_open``) for each such track, which the matcher publishes as ``track_ended``.
+        Either way each track gets one ``track_ended``, whatever other runs start at once."""
         self.publisher.flush(timeout_seconds=10.0)
         camera_ids = [camera.id for camera in self.config.cameras]
         try:
@@ -334,13 +336,22 @@ class Pipeline:
             self._highest_track_id[camera_id] = track_id
             if camera_id in self.trackers:
                 self.trackers[camera_id] = ContinuingTracker(self.trackers[camera_id], track_id + 1)
-        if left_open and self.edge_name is None:
+        if not left_open:
+            return
+        if self.edge_name is None:
             logger.info(
                 "%d tracks of an earlier run were never ended (killed?); publishing their "
                 "track_ended",
                 len(left_open),
             )
             self._publish(left_open)
+        else:
+            logger.info(
+                "%d tracks of an earlier run were never ended (killed?); sending their ended "
+                "messages to the matchers",
+                len(left_open),
+            )
+            self._publish([left_open_message(self.edge_name, event) for event in left_open])
 
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()

@@ -22,12 +22,20 @@ class CameraTracker:
 
     Only confirmed tracks are returned; detections the tracker did not assign are dropped.
     Timestamps drive the motion model, so frame-rate caps and dropped frames are handled.
+
+    Track ids never repeat on one tracker: a ``trackers`` tracker counts its ids from 0 again
+    when rebuilt, so after :meth:`reset` they are shifted past the highest id given before
+    (identities are keyed by camera and track id, and a repeated id would join two people).
     """
 
     def __init__(self, config: TrackerConfig, frame_rate: float = DEFAULT_FRAME_RATE) -> None:
         self.config = config
         self.frame_rate = frame_rate
         self._tracker = self._build()
+        self._id_offset = 0
+        """Added to the inner tracker's ids: past every id given before the last reset."""
+        self.highest_track_id = -1
+        """The highest track id returned so far, -1 before the first."""
 
     def _build(self) -> Tracker:
         config = self.config
@@ -68,7 +76,9 @@ class CameraTracker:
             tracked = _with_empty_ids(tracked)
         else:
             tracked = select(tracked, np.asarray(tracked.tracker_id) >= 0)
-            tracked.tracker_id = np.asarray(tracked.tracker_id, dtype=np.int64)
+            tracked.tracker_id = np.asarray(tracked.tracker_id, dtype=np.int64) + self._id_offset
+            if len(tracked):
+                self.highest_track_id = max(self.highest_track_id, int(tracked.tracker_id.max()))
         return FrameDetections(
             frame=frame_detections.frame,
             detections=tracked,
@@ -76,8 +86,10 @@ class CameraTracker:
         )
 
     def reset(self) -> None:
-        """Forget every track (e.g. after a camera reconnects to a different scene)."""
+        """Forget every track (e.g. after a camera reconnects to a different scene); the new
+        tracks' ids continue after the old ones."""
         self._tracker = self._build()
+        self._id_offset = self.highest_track_id + 1
 
 
 def _with_empty_ids(detections: sv.Detections) -> sv.Detections:

@@ -14,10 +14,18 @@ Keys (``<p>`` is ``redis.key_prefix``):
   latest event (``track_started`` or an identity event), removed by its ``track_ended``.
 
 Edges (``--role edge``) send clip messages, not events: their ``started`` messages raise the
-same ``<p>:track_ids``, so an edge's track ids also continue over runs.
+same ``<p>:track_ids``, so an edge's track ids also continue over runs. A restarted edge sends
+an ``ended`` message marked ``left_open`` for each open track of its cameras; the matcher turns
+it into the ``track_ended`` (``pipeline/matcher_role.py``).
 
 Both are written in the same Redis pipeline as the events themselves (live sends and spool
 replays alike, :meth:`TrackLedger.record`), so they never lag the stream.
+
+A ``left_open`` ``track_ended`` is published exactly once: it is added to the stream by a Lua
+script only while its track is still open, and closes it in the same step
+(:meth:`TrackLedger.end_left_open`). Two runs that start together and both read a track as
+open publish one ``track_ended``; a killed run's own ``track_ended`` replayed from a spool
+before it (a spool replays ahead of any new event) leaves nothing to end.
 """
 
 from __future__ import annotations
@@ -61,6 +69,17 @@ triples in stream order. ``open`` (track_started) stores the track and raises it
 highest id, ``raise`` (an edge's ``started`` clip message) only raises that id, ``update``
 (identity events) refreshes a track still open, ``close`` (track_ended) removes it."""
 
+END_LEFT_OPEN = """
+if redis.call('hexists', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('hdel', KEYS[1], ARGV[1])
+redis.call('xadd', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+return 1
+"""
+"""Lua, KEYS: open tracks hash, event stream; ARGV: ``camera:track``, the stream's approximate
+maximum length, then the event's stream fields as name, value pairs. Adds the ``track_ended``
+of a left-open track and closes the track, or, when it is no longer open, does nothing.
+Returns 1 when added, else 0."""
+
 _OPERATIONS = {
     EventType.TRACK_STARTED.value: "open",
     EventType.IDENTITY_ASSIGNED.value: "update",
@@ -77,6 +96,7 @@ class TrackLedger:
         self.open_key = f"{prefix}:open_tracks"
         self.ids_key = f"{prefix}:track_ids"
         self._record = client.register_script(RECORD_TRACKS)
+        self._end_left_open = client.register_script(END_LEFT_OPEN)
 
     def record(self, pipe: Any, records: Iterable[dict[str, str]]) -> None:
         """Queue on ``pipe`` the ledger updates for events' stream fields, in order. Of an
@@ -95,6 +115,18 @@ class TrackLedger:
         if arguments:
             self._record(keys=[self.open_key, self.ids_key], args=arguments, client=pipe)
 
+    def end_left_open(
+        self, pipe: Any, stream: str, max_length: int, fields: dict[str, str]
+    ) -> None:
+        """Queue on ``pipe`` the ``track_ended`` (stream fields, ``left_open``) of a track an
+        earlier run left open: added to ``stream`` only if the track is still open. Its reply
+        in ``pipe.execute()`` is 1 when added, 0 when the track had been ended already."""
+        key = f"{fields['camera_id']}:{fields['track_id']}"
+        pairs = [item for name_value in fields.items() for item in name_value]
+        self._end_left_open(
+            keys=[self.open_key, stream], args=[key, max_length, *pairs], client=pipe
+        )
+
     def highest_track_ids(self, client: Any) -> dict[int, int]:
         """``camera_id -> highest track id`` any run started there."""
         stored = client.hgetall(self.ids_key)
@@ -103,9 +135,9 @@ class TrackLedger:
     def left_open_events(
         self, client: Any, camera_ids: Iterable[int], tracks_key: str
     ) -> list[Event]:
-        """``track_ended`` events for the open tracks of ``camera_ids`` (left by a killed run),
-        with each track's latest known box and time, and its global id from ``tracks_key``
-        (``<p>:tracks``) when the identity still holds it."""
+        """``track_ended`` events (``left_open``) for the open tracks of ``camera_ids`` (left
+        by a killed run), with each track's latest known box and time, and its global id from
+        ``tracks_key`` (``<p>:tracks``) when the identity still holds it."""
         wanted = {str(camera_id) for camera_id in camera_ids}
         events = []
         for raw_key, raw_fields in client.hgetall(self.open_key).items():
@@ -127,9 +159,16 @@ class TrackLedger:
                     timestamp=float(fields["timestamp"]),
                     score=float(fields["score"]),
                     captured_at=time.monotonic(),
+                    left_open=True,
                 )
             )
         return sorted(events, key=lambda event: (event.camera_id, event.track_id))
+
+
+def is_left_open_end(fields: dict[str, str]) -> bool:
+    """Whether stream fields are a ``track_ended`` that ends a track an earlier run left open
+    (published through :meth:`TrackLedger.end_left_open`, never twice)."""
+    return fields.get("type") == EventType.TRACK_ENDED.value and fields.get("left_open") == "1"
 
 
 def read_track_ledger(

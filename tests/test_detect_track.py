@@ -12,6 +12,7 @@ import supervision as sv
 from pipeline.config import DetectorConfig, TrackerConfig
 from pipeline.detect import PersonDetector
 from pipeline.records import Frame, FrameDetections
+from pipeline.reload import ContinuingTracker
 from pipeline.track import CameraTracker
 from tests.conftest import ASSETS
 
@@ -101,3 +102,39 @@ def test_the_lost_track_buffer_is_in_seconds_whatever_the_frame_rate(algorithm, 
         kept[lost_seconds] = len(set(ids))
     assert kept[2.0] == 1
     assert kept[1.0] == 2
+
+
+def walking_person_frames(tracker: CameraTracker | ContinuingTracker, first: int) -> list[int]:
+    """Track ids the tracker gives one person walking across 10 frames at 5 frames/s."""
+    ids = []
+    for index in range(first, first + 10):
+        timestamp = index / 5.0
+        boxes = np.array([[100 + 4 * index, 50, 140 + 4 * index, 150]], np.float32)
+        detections = sv.Detections(
+            xyxy=boxes, confidence=np.full(1, 0.9), class_id=np.zeros(1, int)
+        )
+        frame = Frame(0, index, timestamp, np.zeros((200, 300, 3), np.uint8), 0.0)
+        tracked = tracker.update(FrameDetections(frame, detections)).detections
+        ids.extend(int(track_id) for track_id in tracked.tracker_id)
+    return ids
+
+
+@pytest.mark.parametrize("algorithm", ["botsort", "bytetrack", "ocsort"])
+def test_track_ids_never_repeat_after_a_tracker_reset(algorithm: str) -> None:
+    """Identities are keyed by (camera, track id): a reset (the ``trackers`` tracker is built
+    again and counts from 0) must not hand out an id of the same run again."""
+    tracker = CameraTracker(TrackerConfig(algorithm=algorithm), frame_rate=5.0)
+    before = walking_person_frames(tracker, 0)
+    tracker.reset()
+    after = walking_person_frames(tracker, 10)
+    assert before and after
+    assert min(after) > max(before)
+    assert tracker.highest_track_id == max(after)
+
+
+def test_a_restarted_cameras_track_ids_stay_unique_over_a_reset() -> None:
+    tracker = ContinuingTracker(CameraTracker(TrackerConfig(), frame_rate=5.0), 7)
+    before = walking_person_frames(tracker, 0)
+    tracker.reset()
+    after = walking_person_frames(tracker, 10)
+    assert min(before) >= 7 and min(after) > max(before)
