@@ -358,6 +358,11 @@ class IdentityConfig(StrictModel):
     window_seconds: float = Field(
         default=300.0, gt=0, description="the recent footage re-clustered online"
     )
+    passes_in_background: bool = Field(
+        default=True,
+        description="online passes run in a worker process while matching goes on (false: "
+        "inline, each pass stalls the loop; reproducible event order for tests)",
+    )
     calibration: Path | None = Field(
         default=None, description="a calibration file from `crosscam calibrate` (else learned)"
     )

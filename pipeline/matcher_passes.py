@@ -7,11 +7,14 @@ the clip stream instead, sent by the edges with each track's ``clip`` and ``ende
 clip embeddings, and runs the same periodic pass as the single process
 (:class:`~pipeline.identity.online.OnlineRefinement`, every ``identity.refine_every_seconds``
 of footage) and, when the matcher stops, the end-of-run pass (``identity.refine_at_end``).
-A matcher that is behind (draining a backlog: its reads come back full) defers the periodic
-pass to every ``window_seconds / 2`` of footage: a pass costs the same whatever footage came
-since the last one, and one every ``refine_every_seconds`` would keep a busy matcher behind for
-ever; every track still meets a pass while it is in the window. Once caught up, passes follow
-the footage again.
+Passes run in a worker process by default (``identity.passes_in_background``,
+:mod:`pipeline.identity.pass_worker`): matching goes on while one runs, the next starts when
+it has been reconciled and another is due. Run inline instead, a pass stalls the matcher, so a
+matcher that is behind (draining a backlog: its reads come back full) defers it to every
+``window_seconds / 2`` of footage: a pass costs the same whatever footage came since the last
+one, and one every ``refine_every_seconds`` would keep a busy matcher behind for ever; every
+track still meets a pass while it is in the window. Once caught up, passes follow the footage
+again.
 Messages of edges that send no boxes add nothing to the log, so with only such edges no pass
 ever runs.
 """
@@ -77,32 +80,58 @@ class MatcherPasses:
     def _prune_every_seconds(self) -> float:
         return self.settings.refine_every_seconds or 10.0
 
+    @property
+    def in_background(self) -> bool:
+        """Periodic passes run in a worker process."""
+        return self.online is not None and self.online.worker is not None
+
     def due(self, behind: bool = False) -> bool:
-        """Whether the periodic pass is due (``behind``: the matcher has a backlog)."""
-        if self.online is None or not self.online.due(self.track_log):
+        """Whether :meth:`refine` has work: a finished background pass to reconcile, or the
+        periodic pass is due and none is in flight (``behind``: the matcher has a backlog;
+        defers only an inline pass)."""
+        if self.online is None:
+            return False
+        if self.online.in_flight:
+            return self.online.finished
+        if not self.online.due(self.track_log):
             return False
         newest = self.track_log.newest_timestamp()
         last = self._last_pass_footage
-        if not (behind and self.defer_when_behind) or last is None or newest is None:
+        inline = self.online.worker is None
+        if not (behind and self.defer_when_behind and inline) or last is None or newest is None:
             return True
         return newest - last >= self.settings.window_seconds / 2
 
     def refine(self, matcher: IdentityMatcher) -> MatchResult | None:
-        """The periodic pass, when due: the merges and splits it made in ``matcher``."""
+        """The periodic pass, when due (inline), or a finished background pass: the merges
+        and splits it made in ``matcher``."""
         if self.online is None:
             return None
+        passes = self.online.passes
         result = self.online.maybe_refine(self.track_log, matcher)
-        if result is not None:
+        if self.online.passes > passes or self.online.in_flight:
             self._last_pass_footage = self.track_log.newest_timestamp()
         return result
 
+    def settle(self, matcher: IdentityMatcher) -> MatchResult | None:
+        """When the matcher stops, before :meth:`final`: with an end-of-run pass to come, the
+        background pass in flight is dropped (superseded); without one, it is waited for and
+        reconciled, and a periodic pass that is due runs (OnlineRefinement.finish)."""
+        if self.online is None:
+            return None
+        if self.settings.refine_at_end:
+            self.online.close()
+            return None
+        return self.online.finish(self.track_log, matcher)
+
     def final(self, matcher: IdentityMatcher) -> MatchResult | None:
-        """The end-of-run pass over the window (``identity.refine_at_end``), geometry learned
-        again from every track in it; None when off or nothing was logged."""
+        """The end-of-run pass over the window (``identity.refine_at_end``), with the
+        homographies the periodic passes learned (learned from every track in the window when
+        they learned none); None when off or nothing was logged."""
         if not self.settings.refine_at_end or not self.track_log.records:
             return None
         started = time.monotonic()
-        refinement = refine_identities(self.track_log, self.settings, self.known)
+        refinement = refine_identities(self.track_log, self.settings, self.homographies)
         result = reconcile(refinement, matcher)
         self.final_seconds = time.monotonic() - started
         logger.info(
@@ -118,6 +147,8 @@ class MatcherPasses:
         homographies are kept."""
         self.track_log = TrackLog(self.settings.window_seconds)
         self._pruned_at = None
+        if self.online is not None:
+            self.online.discard()
 
     @property
     def seconds_total(self) -> float:

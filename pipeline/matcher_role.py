@@ -113,6 +113,7 @@ class DistributedMatcher:
                 idle_seconds = time.monotonic() - last_activity
                 if idle_exit_seconds is not None and idle_seconds >= idle_exit_seconds:
                     break
+                self._reconcile_finished_pass()
                 self.publisher.publish([])  # retries spooled events while idle
         finally:
             self._shutdown()
@@ -220,7 +221,7 @@ class DistributedMatcher:
 
         def refine() -> None:
             match_clips()
-            result = self._holding_lease(lambda: self.passes.refine(self.identity.matcher))
+            result = self._pass_step()
             if result is not None:
                 _collect(result, events, changed, removed)
                 self.counters.passes += 1
@@ -246,6 +247,8 @@ class DistributedMatcher:
                 events += self.identity.ended([track], key)
             if message.boxes is not None and self.passes.due(behind):
                 refine()
+        if self.passes.due(behind):  # a background pass finished meanwhile
+            refine()
         match_clips()
         self.publisher.publish(events, list(changed.values()), removed)
         self._client.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
@@ -254,10 +257,30 @@ class DistributedMatcher:
         if self.on_batch is not None:
             self.on_batch(self)
 
+    def _reconcile_finished_pass(self) -> None:
+        """Publish what a background pass that finished while no messages came changed."""
+        if not self.passes.due():
+            return
+        result = self._pass_step()
+        if result is not None:
+            self.counters.passes += 1
+            self.publisher.publish(result.events, result.changed, result.removed)
+
+    def _pass_step(self) -> MatchResult | None:
+        """:meth:`MatcherPasses.refine`; an inline pass with the lease renewed meanwhile (a
+        background one only hands over or reconciles: quick)."""
+        if self.passes.in_background:
+            return self.passes.refine(self.identity.matcher)
+        return self._holding_lease(lambda: self.passes.refine(self.identity.matcher))
+
     def _shutdown(self) -> None:
         self.publisher.publish(self.identity.pending_ends())
         final = None
         if self._leading:
+            settled = self._holding_lease(lambda: self.passes.settle(self.identity.matcher))
+            if settled is not None:
+                self.counters.passes += 1
+                self.publisher.publish(settled.events, settled.changed, settled.removed)
             final = self._holding_lease(lambda: self.passes.final(self.identity.matcher))
         if final is not None:
             self.publisher.publish(final.events, final.changed, final.removed)

@@ -416,6 +416,19 @@ class Pipeline:
         if result is not None and result.events:
             self._publish(result.events, result)
 
+    def _finish_online_passes(self) -> None:
+        """Stop the background pass worker: its pass in flight is superseded by the end-of-run
+        pass, or, without one, waited for and published (then the pass that is due)."""
+        online = self.online_refinement
+        if online is None:
+            return
+        if self.config.identity.refine_at_end or self.track_log is None:
+            online.close()
+            return
+        result = online.finish(self.track_log, self.matcher)
+        if result is not None and result.events:
+            self._publish(result.events, result)
+
     def _handle_buffer_output(self, output: ClipBufferOutput) -> None:
         for track in output.started:
             self.totals.cameras[track.camera_id].tracks += 1
@@ -528,6 +541,7 @@ class Pipeline:
         self.encoder.close()
         if self.edge_name is None:
             self._publish(self.identity.pending_ends())
+        self._finish_online_passes()
         final_identities = self._end_of_run_pass()
         all_sent = self.publisher.flush()
         if not all_sent:

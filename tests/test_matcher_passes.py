@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import redis
 import supervision as sv
 
@@ -110,12 +111,19 @@ def _scene_with_later_footage() -> TrackLog:
     return log
 
 
-def test_the_matchers_periodic_pass_merges_what_appearance_kept_apart(tmp_path: Path):
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_the_matchers_periodic_pass_merges_what_appearance_kept_apart(
+    tmp_path: Path, background: bool
+):
     """Appearance alone gives the person two identities (one per view); the boxes on the
     stream let the matcher's periodic pass learn the views' homography from the crowd and
-    merge them (one identity_merged event), with no end-of-run pass."""
+    merge them (one identity_merged event), with no end-of-run pass; in a worker process
+    too (the stream drained long before a pass ends: the one in flight at the stop is waited
+    for, and the due one runs)."""
     log = _scene_with_later_footage()
-    identities, events, matcher = _run_matcher(_stream(log), tmp_path, refine_at_end=False)
+    identities, events, matcher = _run_matcher(
+        _stream(log), tmp_path, refine_at_end=False, passes_in_background=background
+    )
     assert matcher.counters.passes >= 1
     assert (0, 1) in matcher.passes.homographies
     merged = [event for event in events if event["type"] == EventType.IDENTITY_MERGED]
@@ -131,9 +139,11 @@ def test_a_matcher_behind_defers_its_passes_to_every_half_window(tmp_path: Path)
     not every refine_every_seconds; the end-of-run pass still merges the person."""
     log = _scene_with_later_footage()
     messages = _stream(log)
-    _, _, every = _run_matcher(messages, tmp_path / "live", refine_at_end=False)
+    _, _, every = _run_matcher(
+        messages, tmp_path / "live", refine_at_end=False, passes_in_background=False
+    )
     identities, _, behind = _run_matcher(
-        messages, tmp_path / "behind", defer=True, window_seconds=60.0
+        messages, tmp_path / "behind", defer=True, window_seconds=60.0, passes_in_background=False
     )
     # full reads: passes 30 s of footage apart; the last, short read is caught up
     assert behind.counters.passes == 3 < every.counters.passes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from pipeline.config import IdentityConfig
@@ -9,7 +11,7 @@ from pipeline.events import EventType
 from pipeline.identity.homography import project
 from pipeline.identity.online import OnlineRefinement, reconcile
 from pipeline.identity.refine import refine_identities
-from pipeline.identity.track_log import TrackLog
+from pipeline.identity.track_log import PackedRecords, TrackLog
 from tests.test_matching import axis, embedded, matcher
 from tests.test_refine import MATRIX, _add_track, _calibration_crowd, _walk
 
@@ -70,7 +72,9 @@ def test_passes_run_every_refine_every_seconds_of_footage():
     gallery = matcher()
     gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
     gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
-    online = OnlineRefinement(IdentityConfig(refine_every_seconds=10.0), {})
+    online = OnlineRefinement(
+        IdentityConfig(refine_every_seconds=10.0, passes_in_background=False), {}
+    )
     first = TrackLog()
     first.records = {key: record for key, record in log.records.items()}
     first._newest = {0: 0.0, 1: 0.0}
@@ -80,6 +84,50 @@ def test_passes_run_every_refine_every_seconds_of_footage():
     result = online.maybe_refine(log, gallery)  # 58 s: due
     assert result is not None and online.passes == 1 and online.merges == 1
     assert (0, 1) in online.learned  # learned, kept for the next passes until relearned
+
+
+def test_a_pass_in_the_background_gives_what_the_inline_pass_gives():
+    """The worker process gets the window as flat arrays and hands back the pass: reconciled
+    on a later call, with the same merge and the same learned view as inline, while the
+    caller goes on meanwhile (the call that hands it over returns at once)."""
+    log, _ = _scene()
+    results = {}
+    for background in (False, True):
+        gallery = matcher()
+        gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+        gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+        online = OnlineRefinement(
+            IdentityConfig(refine_every_seconds=10.0, passes_in_background=background), {}
+        )
+        online._last_refined = 0.0
+        result = online.maybe_refine(log, gallery)
+        if background:
+            assert result is None and online.in_flight
+            deadline = time.monotonic() + 60.0
+            while not online.finished and time.monotonic() < deadline:
+                time.sleep(0.05)
+            result = online.maybe_refine(log, gallery)
+            online.close()
+        assert result is not None and online.passes == 1 and online.merges == 1
+        assert gallery.global_id_of(0, 60) == gallery.global_id_of(1, 160)
+        results[background] = online.learned[(0, 1)].matrix
+    np.testing.assert_array_equal(results[False], results[True])
+
+
+def test_packed_records_come_back_field_by_field():
+    log, _ = _scene()
+    records = log.usable(1, need_embedding=False)
+    records[1].cut_before = True
+    unpacked = PackedRecords.pack(records).unpack()
+    assert len(unpacked) == len(records)
+    for original, copy in zip(records, unpacked, strict=True):
+        assert copy.key == original.key and copy.cut_before == original.cut_before
+        assert copy.timestamps == original.timestamps
+        assert copy.frame_indices == original.frame_indices
+        assert copy.confidences == original.confidences
+        np.testing.assert_array_equal(np.stack(copy.boxes), np.stack(original.boxes))
+        np.testing.assert_array_equal(np.stack(copy.embeddings), np.stack(original.embeddings))
+        assert copy.qualities == original.qualities and copy.clip_frames == original.clip_frames
 
 
 def test_a_track_the_pass_puts_with_someone_else_is_split_off_and_merged_there():
@@ -109,7 +157,10 @@ def test_learned_geometry_is_learned_again_from_the_recent_window():
     log, _ = _scene()
     gallery = matcher()
     online = OnlineRefinement(
-        IdentityConfig(refine_every_seconds=1.0, relearn_geometry_seconds=30.0), {}
+        IdentityConfig(
+            refine_every_seconds=1.0, relearn_geometry_seconds=30.0, passes_in_background=False
+        ),
+        {},
     )
     online._last_refined = 0.0
     online.maybe_refine(log, gallery)
@@ -125,7 +176,9 @@ def test_learned_geometry_is_learned_again_from_the_recent_window():
     online.maybe_refine(log, gallery)
     np.testing.assert_allclose(online.learned[(0, 1)].matrix, MATRIX, rtol=1e-2, atol=1e-4)
     calibrated = OnlineRefinement(
-        IdentityConfig(refine_every_seconds=1.0, relearn_geometry_seconds=30.0),
+        IdentityConfig(
+            refine_every_seconds=1.0, relearn_geometry_seconds=30.0, passes_in_background=False
+        ),
         {(0, 1): stale, (1, 0): stale.inverse()},
     )
     calibrated._last_refined = 0.0

@@ -13,7 +13,9 @@ rule lets it join, and only when two passes in a row want the same move), or int
 when its cluster holds no other identity. A track the
 pass cut where the tracker swapped people counts as its newest piece: who it follows now.
 Distributed matchers (``--role matcher``) run it too, on the boxes edges send on the clip
-stream (``pipeline/matcher_passes.py``).
+stream (``pipeline/matcher_passes.py``). By default the pass runs in a worker process
+(:mod:`.pass_worker`, ``identity.passes_in_background``) and is reconciled when it is back,
+so neither the clip matcher nor the detector loop waits for it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pipeline.config import IdentityConfig
 from pipeline.events import Event, EventType
 from pipeline.gallery import TrackKey
 from pipeline.identity.homography import ViewHomography
+from pipeline.identity.pass_worker import PassResult, PassWorker
 from pipeline.identity.refine import Refinement, refine_identities
 from pipeline.identity.track_log import TrackLog, TrackRecord
 from pipeline.matching import IdentityMatcher, MatchResult
@@ -37,7 +40,12 @@ logger = logging.getLogger(__name__)
 
 class OnlineRefinement:
     """``maybe_refine(log, matcher) -> MatchResult | None``, due every
-    ``refine_every_seconds`` of footage (the newest logged timestamp)."""
+    ``refine_every_seconds`` of footage (the newest logged timestamp).
+
+    With ``identity.passes_in_background`` the pass runs in a worker process
+    (:mod:`.pass_worker`): ``maybe_refine`` hands the window over when a pass is due and no
+    other is in flight, and reconciles a finished one on a later call (call it often: every
+    batch). Else the pass runs inline, in the call that finds it due."""
 
     def __init__(
         self, config: IdentityConfig, known: dict[tuple[int, int], ViewHomography]
@@ -49,10 +57,12 @@ class OnlineRefinement:
         self._last_refined: float | None = None
         self._pending_moves: dict[TrackKey, int | None] = {}
         """Moves the last pass wanted (made when the next pass wants them too)."""
+        self.worker = PassWorker() if config.passes_in_background else None
         self.passes = 0
         self.merges = 0
         self.splits = 0
         self.seconds_total = 0.0
+        """Seconds the passes took (in the worker, when in the background)."""
 
     def due(self, log: TrackLog) -> bool:
         newest = log.newest_timestamp()
@@ -63,14 +73,76 @@ class OnlineRefinement:
             return False
         return newest - self._last_refined >= self.config.refine_every_seconds
 
+    @property
+    def in_flight(self) -> bool:
+        """A background pass is running (or finished, not yet reconciled)."""
+        return self.worker is not None and not self.worker.idle
+
+    @property
+    def finished(self) -> bool:
+        """A background pass has finished and waits to be reconciled."""
+        return self.worker is not None and self.worker.finished
+
     def maybe_refine(self, log: TrackLog, matcher: IdentityMatcher) -> MatchResult | None:
-        """Refine when due; the merges it made (None when not due)."""
+        """Reconcile a finished background pass, start one when due; inline: refine when
+        due. The merges and moves made (None when no pass ended in this call)."""
+        if self.worker is not None:
+            finished = self.worker.collect()
+            result = None if finished is None else self._apply(finished, matcher)
+            if self.worker.idle and self.due(log):
+                newest, window, given, relearn = self._window(log)
+                self.worker.submit(window, self.config, given, newest, relearn)
+            return result
         if not self.due(log):
             return None
         started = time.monotonic()
-        newest = log.newest_timestamp()
-        if newest is None:
+        newest, window, given, relearn = self._window(log)
+        refinement = refine_identities(window, self.config, given)
+        return self._apply(
+            PassResult(refinement, newest, relearn, time.monotonic() - started), matcher
+        )
+
+    def finish(self, log: TrackLog, matcher: IdentityMatcher) -> MatchResult | None:
+        """At the end of a run without an end-of-run pass: wait for the background pass in
+        flight and reconcile it, then run the pass that is due, if one is, inline (the
+        footage since the last pass is revised too); stops the worker. What they changed
+        (None when nothing ran)."""
+        results: list[MatchResult] = []
+        if self.worker is not None:
+            finished = self.worker.collect(wait=True)
+            self.worker.close()
+            self.worker = None
+            if finished is not None:
+                results.append(self._apply(finished, matcher))
+        last = self.maybe_refine(log, matcher)
+        if last is not None:
+            results.append(last)
+        if not results:
             return None
+        combined = MatchResult()
+        for result in results:
+            combined.events += result.events
+            combined.changed += result.changed
+            combined.removed += result.removed
+        return combined
+
+    def discard(self) -> None:
+        """Drop the result of a background pass in flight (its window is no longer the
+        log's: a matcher taking the lead)."""
+        if self.worker is not None:
+            self.worker.discard()
+
+    def close(self) -> None:
+        """Stop the worker process (a pass in flight is dropped)."""
+        if self.worker is not None:
+            self.worker.close()
+
+    def _window(
+        self, log: TrackLog
+    ) -> tuple[float, TrackLog, dict[tuple[int, int], ViewHomography], bool]:
+        """The newest timestamp, the window to refine, the homographies it is given, and
+        whether it learns the others again (every ``relearn_geometry_seconds``)."""
+        newest = log.newest_timestamp() or 0.0
         self._last_refined = newest
         log.prune()
         window = log.recent(self.config.window_seconds)
@@ -79,8 +151,11 @@ class OnlineRefinement:
             or newest - self._learned_at >= self.config.relearn_geometry_seconds
         )
         given = self.known if relearn else {**self.learned, **self.known}
-        refinement = refine_identities(window, self.config, given)
-        if relearn:
+        return newest, window, given, relearn
+
+    def _apply(self, finished: PassResult, matcher: IdentityMatcher) -> MatchResult:
+        refinement = finished.refinement
+        if finished.relearned:
             fresh = {
                 pair: view
                 for pair, view in refinement.homographies.items()
@@ -88,14 +163,14 @@ class OnlineRefinement:
             }
             self.learned.update(fresh)  # a pair not found this time keeps its earlier fit
             if fresh:
-                self._learned_at = newest
+                self._learned_at = finished.newest
         result = reconcile(refinement, matcher, self._pending_moves)
         self.passes += 1
         merges = sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
         splits = sum(event.type is EventType.IDENTITY_SPLIT for event in result.events)
         self.merges += merges
         self.splits += splits
-        self.seconds_total += time.monotonic() - started
+        self.seconds_total += finished.seconds
         if result.events:
             logger.info(
                 "identity pass %d: %d identities merged, %d tracks split off (%d clusters, "

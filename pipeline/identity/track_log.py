@@ -114,6 +114,79 @@ class TrackRecord:
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
+@dataclass
+class PackedRecords:
+    """Track records as a few flat arrays: cheap to pickle (one array per field, not one per
+    box), for handing a window of tracks to another process and back.
+
+    Attributes:
+        keys: int64 ``(R, 3)`` camera id, track id, cut_before of each record.
+        box_counts / clip_counts: int64 ``(R,)`` boxes and clips of each record.
+        timestamps / frame_indices / confidences: ``(N,)`` per box, records in order.
+        boxes: float32 ``(N, 4)`` xyxy.
+        embeddings: float32 ``(C, D)``; qualities float64 / clip_frames int64 ``(C,)``.
+    """
+
+    keys: np.ndarray
+    box_counts: np.ndarray
+    clip_counts: np.ndarray
+    timestamps: np.ndarray
+    frame_indices: np.ndarray
+    confidences: np.ndarray
+    boxes: np.ndarray
+    embeddings: np.ndarray
+    qualities: np.ndarray
+    clip_frames: np.ndarray
+
+    @classmethod
+    def pack(cls, records: list[TrackRecord]) -> PackedRecords:
+        arrays = [record.arrays() for record in records]
+        embeddings = [embedding for record in records for embedding in record.embeddings]
+        dimension = embeddings[0].shape[0] if embeddings else 0
+        return cls(
+            np.array(
+                [[r.camera_id, r.track_id, int(r.cut_before)] for r in records], dtype=np.int64
+            ).reshape(-1, 3),
+            np.array([len(record.timestamps) for record in records], dtype=np.int64),
+            np.array([len(record.embeddings) for record in records], dtype=np.int64),
+            np.concatenate([a[0] for a in arrays]) if arrays else np.zeros(0),
+            np.concatenate([a[1] for a in arrays]) if arrays else np.zeros(0, dtype=np.int64),
+            np.array([c for record in records for c in record.confidences], dtype=np.float64),
+            np.concatenate([a[2] for a in arrays]) if arrays else np.zeros((0, 4), np.float32),
+            np.asarray(embeddings, dtype=np.float32).reshape(-1, dimension),
+            np.array([q for record in records for q in record.qualities], dtype=np.float64),
+            np.array([f for record in records for f in record.clip_frames], dtype=np.int64),
+        )
+
+    def unpack(self) -> list[TrackRecord]:
+        """The records :meth:`pack` was given (equal field by field)."""
+        records: list[TrackRecord] = []
+        box_stops = np.cumsum(self.box_counts).tolist()
+        clip_stops = np.cumsum(self.clip_counts).tolist()
+        box_start = clip_start = 0
+        for (camera, track, cut), box_stop, clip_stop in zip(
+            self.keys.tolist(), box_stops, clip_stops, strict=True
+        ):
+            boxes = slice(box_start, box_stop)
+            clips = slice(clip_start, clip_stop)
+            records.append(
+                TrackRecord(
+                    camera,
+                    track,
+                    self.timestamps[boxes].tolist(),
+                    self.frame_indices[boxes].tolist(),
+                    list(self.boxes[boxes]),
+                    self.confidences[boxes].tolist(),
+                    list(self.embeddings[clips]),
+                    self.qualities[clips].tolist(),
+                    self.clip_frames[clips].tolist(),
+                    bool(cut),
+                )
+            )
+            box_start, clip_start = box_stop, clip_stop
+        return records
+
+
 class TrackLog:
     """Per-track boxes and clip embeddings of a run (see the module docstring)."""
 

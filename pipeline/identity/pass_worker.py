@@ -1,0 +1,128 @@
+"""Whole-track passes in a process of their own, so matching never waits for one.
+
+A pass over the last minutes of tracks takes a second or more (learning homographies,
+clustering); the clip matcher handles a clip in a fraction of a millisecond. Run inline, every
+pass stalls matching, publishing and (in the single process) the detector loop. A
+:class:`PassWorker` hands the window to one child process instead (``spawn``: the child
+imports only the identity layer, never the detector or encoder) and hands the result back
+when it is ready; the caller polls it between batches and reconciles the live gallery then
+(:mod:`.online`). Tracks and pieces cross the process boundary as a few flat arrays
+(:class:`~pipeline.identity.track_log.PackedRecords`), not one object per box.
+
+A result describes the window when it was handed over; the clips matched meanwhile keep the
+identities the matcher gave them until the next pass. One pass is in flight at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from pipeline.config import IdentityConfig
+from pipeline.identity.homography import ViewHomography
+from pipeline.identity.refine import Refinement, refine_identities
+from pipeline.identity.track_log import PackedRecords, TrackLog
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PassResult:
+    """A finished pass.
+
+    Attributes:
+        refinement: the pass's outcome (pieces unpacked in this process).
+        newest: the newest footage timestamp of the window it was given (seconds).
+        relearned: whether it was asked to learn the homographies again.
+        seconds: how long the child worked on it.
+    """
+
+    refinement: Refinement
+    newest: float
+    relearned: bool
+    seconds: float
+
+
+class PassWorker:
+    """``submit(window, settings, given, ...)`` when ``idle``; ``collect()`` returns the
+    finished pass once (None while it runs); ``close()`` at the end."""
+
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+        self._future: Future[tuple[PackedRecords, Refinement, float]] | None = None
+        self._submitted: tuple[float, bool] = (0.0, False)
+
+    @property
+    def idle(self) -> bool:
+        """No pass in flight (a finished one not yet collected counts as in flight)."""
+        return self._future is None
+
+    @property
+    def finished(self) -> bool:
+        """The pass in flight has ended (:meth:`collect` returns it without waiting)."""
+        return self._future is not None and self._future.done()
+
+    def submit(
+        self,
+        window: TrackLog,
+        settings: IdentityConfig,
+        given: dict[tuple[int, int], ViewHomography],
+        newest: float,
+        relearn: bool,
+    ) -> None:
+        """Start a pass over ``window``'s tracks (``given``: homographies not to learn)."""
+        if self._future is not None:
+            raise RuntimeError("a whole-track pass is already in flight")
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        packed = PackedRecords.pack(list(window.records.values()))
+        self._future = self._executor.submit(_refine_packed, packed, settings, given)
+        self._submitted = (newest, relearn)
+
+    def collect(self, wait: bool = False) -> PassResult | None:
+        """The finished pass (once), or None while it runs (``wait``: block until it ends).
+        A pass that failed in the child is logged and dropped."""
+        future = self._future
+        if future is None or not (wait or future.done()):
+            return None
+        self._future = None
+        try:
+            packed_pieces, refinement, seconds = future.result()
+        except Exception:
+            logger.exception("the identity pass failed in its worker process; skipped")
+            return None
+        pieces = packed_pieces.unpack()
+        refinement.pieces = {piece.piece_key: piece for piece in pieces}
+        newest, relearn = self._submitted
+        return PassResult(refinement, newest, relearn, seconds)
+
+    def discard(self) -> None:
+        """Forget the pass in flight (the child still finishes it; its result is dropped)."""
+        self._future = None
+
+    def close(self) -> None:
+        """Stop the child (a pass still in flight is dropped)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._future = None
+
+
+def _refine_packed(
+    packed: PackedRecords,
+    settings: IdentityConfig,
+    given: dict[tuple[int, int], ViewHomography],
+) -> tuple[PackedRecords, Refinement, float]:
+    """In the child: the pass over the unpacked tracks, its pieces packed for the way back."""
+    started = time.monotonic()
+    log = TrackLog()
+    log.records = {record.key: record for record in packed.unpack()}
+    refinement = refine_identities(log, settings, given)
+    pieces = PackedRecords.pack(list(refinement.pieces.values()))
+    refinement.pieces = {}
+    return pieces, refinement, time.monotonic() - started
