@@ -411,6 +411,11 @@ class IdentityConfig(StrictModel):
     center_cameras: bool = Field(
         default=True, description="remove each camera's mean embedding before comparing"
     )
+    move_pieces: bool = Field(
+        default=True,
+        description="after clustering, move pieces to the cluster they fit best, then merge "
+        "again (the same objective the merges follow)",
+    )
     threshold: float | None = Field(
         default=None, ge=-1, le=1, description="appearance merge threshold; null: from the run"
     )

@@ -8,7 +8,14 @@ import supervision as sv
 from pipeline.config import IdentityConfig
 from pipeline.identity.encounters import encounter_cuts, find_encounters
 from pipeline.identity.homography import project
-from pipeline.identity.refine import decision_threshold, refine_identities, same_camera_conflicts
+from pipeline.identity.refine import (
+    _average_linkage,
+    _Clusters,
+    _move_atoms,
+    decision_threshold,
+    refine_identities,
+    same_camera_conflicts,
+)
 from pipeline.identity.track_log import TrackLog
 from pipeline.records import Frame, FrameDetections
 
@@ -279,3 +286,38 @@ def test_a_duplicate_track_of_one_person_is_not_a_cannot_link():
     cannot = same_camera_conflicts(records, overlap, IdentityConfig())
     assert not cannot[0, 1]
     assert cannot[0, 2] and cannot[1, 2]
+
+
+def _stranded_piece() -> tuple[np.ndarray, np.ndarray]:
+    """Five pieces: 0 and 1 alike, 2 and 3 alike; piece 4 is most like 0 (so greedy average
+    linkage puts it there first) but fits 2 and 3 better as a whole."""
+    similarity = np.eye(5)
+    for first, second, value in [(0, 1, 0.9), (2, 3, 0.9), (4, 0, 0.95), (4, 1, 0.1)]:
+        similarity[first, second] = similarity[second, first] = value
+    for other in (2, 3):
+        similarity[4, other] = similarity[other, 4] = 0.6
+    return similarity, np.ones(5)
+
+
+def test_a_piece_stranded_by_greedy_merging_moves_to_where_it_fits():
+    similarity, weights = _stranded_piece()
+    clusters = _Clusters(5, np.zeros((5, 5), dtype=bool))
+    _average_linkage(clusters, similarity, weights, threshold=0.25)
+    assert sorted(map(sorted, clusters.members.values())) == [[0, 1, 4], [2, 3]]
+    atoms = [[index] for index in range(5)]
+    assignment = np.array([clusters.root(index) for index in range(5)])
+    labels, moves = _move_atoms(atoms, assignment, similarity, weights, clusters.cannot, 0.25)
+    assert moves == 1
+    assert labels[4] == labels[2] == labels[3] != labels[0] == labels[1]
+
+
+def test_moves_respect_cannot_links():
+    similarity, weights = _stranded_piece()
+    cannot = np.zeros((5, 5), dtype=bool)
+    cannot[4, 2] = cannot[2, 4] = True  # seen together with 2 in one camera
+    atoms = [[0, 1, 4], [2, 3]]  # atoms move whole: 4 stays with 0 and 1
+    labels, moves = _move_atoms(atoms, np.array([0, 1]), similarity, weights, cannot, 0.25)
+    assert moves == 0 and labels.tolist() == [0, 1]
+    atoms = [[0], [1], [2], [3], [4]]
+    labels, moves = _move_atoms(atoms, np.array([0, 0, 2, 2, 0]), similarity, weights, cannot, 0.25)
+    assert labels[4] != labels[2]

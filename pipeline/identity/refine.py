@@ -18,6 +18,9 @@ hindsight gives, in three stages of decreasing certainty:
    spreads the narrow band of non-negative features), up to a threshold derived from the run:
    the value that best separates the run's own positives (stage 1 pairs) from its negatives
    (cannot-link pairs), or a high quantile of the negatives when there are too few positives.
+   Greedy merging can strand a piece in the cluster it joined first; local moves then put
+   each group of pieces stages 1 and 2 joined where it adds most to the same objective
+   (``identity.move_pieces``), and the clusters merge again.
 
 Cannot-links are hard throughout: two tracks of one camera seen at the same time, and tracks of
 overlapping views seen at the same time far apart, never end in one identity.
@@ -67,6 +70,7 @@ class Refinement:
     swap_cuts: int = 0
     encounter_cuts: int = 0
     unseen_joins: int = 0
+    piece_moves: int = 0
 
     def counts(self) -> dict[str, int | float]:
         """What the pass found and did, for logs and reports."""
@@ -78,6 +82,7 @@ class Refinement:
             "continuity_links": self.continuity_links,
             "appearance_merges": self.appearance_merges,
             "unseen_joins": self.unseen_joins,
+            "piece_moves": self.piece_moves,
             "threshold": round(self.threshold, 4),
         }
 
@@ -338,7 +343,24 @@ def refine_identities(
             continuity += 1
 
     clip_counts = np.array([len(record.embeddings) for record in records], dtype=np.float64)
+    atoms = [list(members) for members in clusters.members.values()]
     merges = _average_linkage(clusters, similarity, clip_counts, threshold)
+    moves = 0
+    if settings.move_pieces:
+        assignment = np.array([clusters.root(members[0]) for members in atoms])
+        assignment, moves = _move_atoms(
+            atoms, assignment, similarity, clip_counts, cannot, threshold
+        )
+        clusters = _Clusters(count, cannot)
+        for label in np.unique(assignment).tolist():
+            chosen = [
+                members for members, given in zip(atoms, assignment, strict=True) if given == label
+            ]
+            for members in chosen:
+                for index in members:
+                    if index != chosen[0][0]:
+                        clusters.join(chosen[0][0], index)
+        merges += _average_linkage(clusters, similarity, clip_counts, threshold)
     unseen = _join_unseen_pieces(records, clusters, has_embedding)
     grouped = sorted(
         (sorted(keys[index] for index in members) for members in clusters.members.values()),
@@ -352,6 +374,7 @@ def refine_identities(
         swap_cuts=swap_count,
         encounter_cuts=encounter_count,
         unseen_joins=unseen,
+        piece_moves=moves,
         geometric_links=geometric,
         continuity_links=continuity,
         appearance_merges=merges,
@@ -543,6 +566,68 @@ def _pickup_distance(ended: Trajectory, started: Trajectory) -> float:
     ended track's last box heights."""
     scale = max(float(ended.heights[-1]), 1.0)
     return float(np.linalg.norm(started.feet[0] - ended.feet[-1])) / scale
+
+
+def _move_atoms(
+    atoms: list[list[int]],
+    assignment: np.ndarray,
+    similarity: np.ndarray,
+    weights: np.ndarray,
+    cannot: np.ndarray,
+    threshold: float,
+    sweeps: int = 10,
+) -> tuple[np.ndarray, int]:
+    """Local moves after agglomerative clustering: each atom (the pieces geometry and
+    continuity put together, never split) moves to the cluster, or a cluster of its own, where
+    it adds most to ``sum over pairs in one cluster of w_i w_j (s_ij - threshold)`` (the
+    objective whose sign average linkage follows when it merges), cannot-links permitting.
+    Greedy merges can strand a piece in the wrong cluster (merged early, before its own
+    person's cluster grew); a move takes it out, and the clusters may then merge.
+
+    Args:
+        atoms: piece indices of each atom.
+        assignment: int ``(A,)`` cluster label of each atom.
+        similarity: float ``(N, N)`` piece similarities; weights: ``(N,)`` clips per piece.
+        cannot: bool ``(N, N)`` piece cannot-links.
+
+    Returns:
+        The new labels ``(A,)`` and the number of moves made.
+    """
+    count = len(atoms)
+    membership = np.zeros((count, len(weights)))
+    for row, members in enumerate(atoms):
+        membership[row, members] = weights[members]
+    atom_weights = membership.sum(axis=1)
+    gain = membership @ similarity @ membership.T - threshold * np.outer(atom_weights, atom_weights)
+    np.fill_diagonal(gain, 0.0)
+    flags = np.zeros((count, len(weights)))
+    for row, members in enumerate(atoms):
+        flags[row, members] = 1.0
+    blocked = (flags @ cannot.astype(np.float64) @ flags.T) > 0
+    labels = np.unique(assignment, return_inverse=True)[1].ravel()
+    moves = 0
+    for _ in range(sweeps):
+        moved = False
+        for atom in np.flatnonzero(atom_weights > 0).tolist():
+            clusters = labels.max() + 1
+            onehot = np.zeros((count, clusters + 1))
+            onehot[np.arange(count), labels] = 1.0
+            onehot[atom, labels[atom]] = 0.0  # the atom itself
+            totals = gain[atom] @ onehot
+            forbidden = (blocked[atom].astype(np.float64) @ onehot) > 0
+            totals[forbidden] = -np.inf
+            totals[clusters] = 0.0  # a cluster of its own
+            if onehot[:, labels[atom]].sum() == 0:
+                totals[clusters] = -np.inf  # alone already: same as staying
+            best = int(np.argmax(totals))
+            if best != labels[atom] and totals[best] > totals[labels[atom]] + 1e-9:
+                labels[atom] = best
+                labels = np.unique(labels, return_inverse=True)[1].ravel()
+                moves += 1
+                moved = True
+        if not moved:
+            break
+    return labels, moves
 
 
 def _average_linkage(
