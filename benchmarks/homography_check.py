@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import ConfigError
-from pipeline.identity.calibration import load_calibration, save_calibration
+from pipeline.identity import load_calibration, save_calibration
 from pipeline.identity.homography import ViewHomography, fit_homography, project
 from pipeline.identity.trajectories import foot_points
 from tools.ground_truth import GroundTruth, GroundTruthError, load_ground_truth

@@ -23,8 +23,8 @@ import numpy as np
 
 from pipeline.clip_messages import clip_message, ended_message, started_message
 from pipeline.clips import Clip, TrackEvent
+from pipeline.identity import EmbeddedClip
 from pipeline.identity.homography import ViewHomography, project
-from pipeline.matching import EmbeddedClip
 from pipeline.track_boxes import TrackBoxes
 
 VIEW = np.array([[0.8, -0.3, 120.0], [0.05, 0.6, 40.0], [0.0004, -0.0011, 1.0]])

@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.clips import Clip, TrackEvent
 from pipeline.events import Event
-from pipeline.matching import EmbeddedClip
+from pipeline.identity import EmbeddedClip
 from pipeline.track_boxes import TrackBoxes
 
 CLIP_SCHEMA_VERSION = 1

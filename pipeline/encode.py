@@ -31,7 +31,7 @@ import numpy as np
 from engines.base import Engine, EngineSpec, load_engine
 from pipeline.clips import Clip
 from pipeline.config import EncoderConfig
-from pipeline.matching import EmbeddedClip
+from pipeline.identity import EmbeddedClip
 from reid_models.clip_input import crops_to_clips
 
 logger = logging.getLogger(__name__)

@@ -26,12 +26,16 @@ import time
 
 from pipeline.clip_messages import ClipMessage
 from pipeline.config import CrosscamConfig
-from pipeline.identity.calibration import known_homographies
-from pipeline.identity.homography import ViewHomography
-from pipeline.identity.online import OnlineRefinement, reconcile
-from pipeline.identity.refine import refine_identities
-from pipeline.identity.track_log import TrackLog
-from pipeline.matching import IdentityMatcher, MatchResult
+from pipeline.identity import (
+    IdentityMatcher,
+    MatchResult,
+    OnlineRefinement,
+    TrackLog,
+    ViewHomography,
+    known_homographies,
+    reconcile,
+    refine_identities,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,8 @@ import redis
 from pipeline.clip_messages import ClipMessage, parse_message
 from pipeline.config import CrosscamConfig
 from pipeline.events import Event
-from pipeline.identity_service import IdentityService
-from pipeline.identity_store import restore_gallery
+from pipeline.identity import EmbeddedClip, IdentityService, MatchResult, restore_gallery
 from pipeline.matcher_passes import MatcherPasses
-from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.publish import build_publisher
 from pipeline.reconnect import ReconnectContinuity
 

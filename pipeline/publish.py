@@ -38,7 +38,7 @@ import redis
 
 from pipeline.config import CrosscamConfig, RedisConfig
 from pipeline.events import SCHEMA_VERSION
-from pipeline.matching import Identity
+from pipeline.identity import Identity
 from pipeline.redaction import redact_url
 from pipeline.spool import DiskSpool, undelivered_records
 from pipeline.track_ledger import TrackLedger, is_left_open_end

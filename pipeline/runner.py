@@ -33,13 +33,18 @@ from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
 from pipeline.frame_rate import frame_rate_or_default
-from pipeline.identity.calibration import known_homographies
-from pipeline.identity.online import OnlineRefinement, reconcile
-from pipeline.identity.refine import Refinement, refine_identities
-from pipeline.identity.track_log import TrackLog
-from pipeline.identity_service import IdentityService
-from pipeline.identity_store import restore_gallery
-from pipeline.matching import EmbeddedClip, MatchResult
+from pipeline.identity import (
+    EmbeddedClip,
+    IdentityService,
+    MatchResult,
+    OnlineRefinement,
+    Refinement,
+    TrackLog,
+    known_homographies,
+    reconcile,
+    refine_identities,
+    restore_gallery,
+)
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import StreamRecord, build_publisher
 from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
@@ -73,7 +78,7 @@ class RunResult:
     """Events that reached Redis, those replayed from the spool included."""
     events_replayed: int = 0
     gallery_read: bool = True
-    """False when Redis never answered, so nothing was matched (``pipeline/identity_store``)."""
+    """False when Redis never answered, so nothing was matched (``pipeline/identity/store.py``)."""
     stopped: bool = False
     """Stopped by :meth:`Pipeline.stop` (a signal), not by the cameras or the time limit."""
     mtmc_lines: int | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.identity.track_log import TrackLog, TrackRecord
+from pipeline.identity import TrackLog, TrackRecord
 from pipeline.records import FrameDetections
 
 BOX_RECORD = np.dtype(

@@ -40,7 +40,7 @@ import numpy as np
 import redis
 
 from pipeline.events import Event, EventType
-from pipeline.identity_store import as_text
+from pipeline.identity.store import as_text
 
 logger = logging.getLogger(__name__)
 

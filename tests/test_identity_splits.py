@@ -12,12 +12,12 @@ import redis
 from pipeline.clips import TrackEvent
 from pipeline.config import MatchingConfig, RedisConfig
 from pipeline.events import EventType, parse_fields
-from pipeline.identity_service import IdentityService
-from pipeline.identity_store import load_identities
-from pipeline.matching import IdentityMatcher
+from pipeline.identity.matching import IdentityMatcher
+from pipeline.identity.service import IdentityService
+from pipeline.identity.splits import SplitConfig
+from pipeline.identity.store import load_identities
 from pipeline.publish import RedisPublisher
 from pipeline.redis_server import EmbeddedRedis
-from pipeline.splits import SplitConfig
 from tests.test_matching import at_angle, axis, embedded, matcher
 
 

@@ -15,9 +15,9 @@ from pipeline.clip_messages import clip_message, ended_message, parse_message, s
 from pipeline.clips import Clip, TrackEvent
 from pipeline.config import CrosscamConfig
 from pipeline.events import EventType, parse_fields
+from pipeline.identity.matching import EmbeddedClip
 from pipeline.identity.track_log import TrackLog, TrackRecord
 from pipeline.matcher_role import DistributedMatcher
-from pipeline.matching import EmbeddedClip
 from pipeline.records import Frame, FrameDetections
 from pipeline.redis_server import EmbeddedRedis
 from pipeline.track_boxes import BoxHistory, TrackBoxes

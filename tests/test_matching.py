@@ -8,7 +8,7 @@ import pytest
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
 from pipeline.events import EventType
-from pipeline.matching import EmbeddedClip, IdentityMatcher
+from pipeline.identity.matching import EmbeddedClip, IdentityMatcher
 
 DIMENSION = 16
 
@@ -280,7 +280,7 @@ def test_a_person_seen_all_day_keeps_a_bounded_track_history():
     assert len(gallery.identities) == 1
     identity = next(iter(gallery.identities.values()))
     assert sorted(track for _, track in identity.tracks) == list(range(193, 201))
-    assert len(gallery._evidence) == 8 and len(gallery.track_to_identity) == 8
+    assert len(gallery.evidence) == 8 and len(gallery.track_to_identity) == 8
     assert gallery.global_id_of(2, 200) == identity.global_id
     assert gallery.global_id_of(1, 1) == -1  # forgotten
 
@@ -305,7 +305,7 @@ def test_reset_forgets_everything():
 
 
 def test_identity_service_match_times_stay_bounded(monkeypatch):
-    import pipeline.identity_service as identity_service
+    import pipeline.identity.service as identity_service
 
     monkeypatch.setattr(identity_service, "MATCH_LATENCY_SAMPLES", 5)
     service = identity_service.IdentityService(MatchingConfig())

@@ -7,8 +7,9 @@ import pytest
 
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
-from pipeline.gallery import GalleryMatrix, Identity, gallery_similarities
-from pipeline.matching import EmbeddedClip, IdentityMatcher
+from pipeline.identity.gallery import GalleryMatrix, Identity
+from pipeline.identity.matching import EmbeddedClip, IdentityMatcher
+from tests.reference_matcher import ReferenceMatcher, gallery_similarities
 
 DIMENSION = 24
 
@@ -64,7 +65,7 @@ def test_cached_gallery_gives_the_reference_events(seed: int, prototypes: int):
     )
     # reference: vectors stacked from the identity dict per call, no batch snapshot (what the
     # matcher did before the cached matrix)
-    fast, reference = IdentityMatcher(config), IdentityMatcher(config, cached=False)
+    fast, reference = IdentityMatcher(config), ReferenceMatcher(config)
     kinds = set()
     for batch in random_batches(seed):
         fast_events = fast.update(batch).events

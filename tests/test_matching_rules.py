@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config import MatchingConfig, TopologyMode, TransitionWindow
-from pipeline.matching_rules import NegativeThreshold, TopologyRules, near_in_image
+from pipeline.identity.rules import NegativeThreshold, TopologyRules, near_in_image
 from tests.test_matching import at_angle, axis, embedded, matcher
 
 

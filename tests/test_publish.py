@@ -12,7 +12,7 @@ import redis
 
 from pipeline.config import RedisConfig
 from pipeline.events import SCHEMA_VERSION, Event, EventType, parse_fields
-from pipeline.matching import Identity, TrackSpan
+from pipeline.identity.matching import Identity, TrackSpan
 from pipeline.publish import RedisPublisher
 from pipeline.redis_server import EmbeddedRedis
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import redis
 
 from pipeline.config import MatchingConfig, RedisConfig
-from pipeline.identity_store import restore_gallery
-from pipeline.matching import IdentityMatcher
+from pipeline.identity.matching import IdentityMatcher
+from pipeline.identity.store import restore_gallery
 from pipeline.redis_server import EmbeddedRedis, free_tcp_port
 
 

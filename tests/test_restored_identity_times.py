@@ -9,8 +9,8 @@ from pathlib import Path
 import redis
 
 from pipeline.config import RedisConfig
-from pipeline.identity_store import load_identities
-from pipeline.matching import MatchResult
+from pipeline.identity.matching import MatchResult
+from pipeline.identity.store import load_identities
 from pipeline.publish import RedisPublisher
 from pipeline.redis_server import EmbeddedRedis
 from tests.test_matching import axis, embedded, matcher

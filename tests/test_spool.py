@@ -15,8 +15,8 @@ import redis
 
 from pipeline.config import MatchingConfig, RedisConfig
 from pipeline.events import Event, EventType
-from pipeline.identity_store import clear_identities, load_identities
-from pipeline.matching import Identity, IdentityMatcher
+from pipeline.identity.matching import Identity, IdentityMatcher
+from pipeline.identity.store import clear_identities, load_identities
 from pipeline.publish import RedisPublisher
 from pipeline.redis_server import EmbeddedRedis, free_tcp_port
 from pipeline.spool import DiskSpool

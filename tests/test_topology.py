@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.config import TransitionWindow
-from pipeline.topology import learn_windows, presence_from_events
+from pipeline.identity.topology import learn_windows, presence_from_events
 
 
 def event(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pipeline.config import MatchingConfig
 from pipeline.events import EventType
-from pipeline.identity_service import IdentityService
+from pipeline.identity.service import IdentityService
 from tests.test_identity_splits import track_end
 from tests.test_matching import axis, embedded
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import IdentityConfig
-from pipeline.identity.refine import refine_identities
-from pipeline.identity.track_log import TrackLog, TrackRecord
+from pipeline.identity import TrackLog, TrackRecord, refine_identities
 from reid_models.datasets import Tracklet
 from reid_models.mined_index import MinedTracklet
 from reid_models.train import pretrained_tp_features

@@ -10,7 +10,7 @@ the homography is fitted again. A camera pair whose views do not overlap yields 
 consistent pairs and inliers, or a fit that does not hold for people it was not made from (a
 fit on one half of the footage must pair people of the other half who look alike):
 :func:`learn_view_homography` returns ``None`` for it (its transition windows stay the job of
-:mod:`pipeline.topology`).
+:mod:`pipeline.identity.topology`).
 
 Thresholds are relative to the people in the images: the RANSAC tolerance is a fraction of the
 median box height in the target view, so the same setting serves 360x288 and 4K cameras.
@@ -27,7 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import mannwhitneyu
 
 from pipeline.config import HomographyConfig
-from pipeline.gallery import TrackKey
+from pipeline.identity.gallery import TrackKey
 from pipeline.identity.trajectories import PairSamples, Trajectory, common_positions
 
 

@@ -28,12 +28,12 @@ import numpy as np
 
 from pipeline.config import IdentityConfig
 from pipeline.events import Event, EventType
-from pipeline.gallery import TrackKey
+from pipeline.identity.gallery import TrackKey
 from pipeline.identity.homography import ViewHomography
+from pipeline.identity.matching import IdentityMatcher, MatchResult
 from pipeline.identity.pass_worker import PassResult, PassWorker
 from pipeline.identity.refine import Refinement, refine_identities
 from pipeline.identity.track_log import TrackLog, TrackRecord
-from pipeline.matching import IdentityMatcher, MatchResult
 
 logger = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.config import IdentityConfig
-from pipeline.gallery import TrackKey
 from pipeline.identity.encounters import (
     common_frame_iou,
     encounter_cuts,
     find_encounters,
 )
+from pipeline.identity.gallery import TrackKey
 from pipeline.identity.homography import ViewHomography, learn_view_homography
 from pipeline.identity.swaps import cut_records, swap_times
 from pipeline.identity.track_log import PieceKey, TrackLog, TrackRecord

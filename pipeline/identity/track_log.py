@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.clips import Clip
-from pipeline.gallery import TrackKey
+from pipeline.identity.gallery import TrackKey
 from pipeline.identity.trajectories import Trajectory
 from pipeline.records import FrameDetections
 

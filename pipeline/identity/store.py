@@ -16,7 +16,7 @@ import numpy as np
 import redis
 
 from pipeline.config import RedisConfig
-from pipeline.matching import Identity, IdentityMatcher
+from pipeline.identity.matching import Identity, IdentityMatcher
 from pipeline.redaction import redact_url
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.clips import TrackEvent
 from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
-from pipeline.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
+from pipeline.identity.matching import EmbeddedClip, IdentityMatcher, MatchResult, TrackKey
 
 MATCH_LATENCY_SAMPLES = 10_000
 """Match times kept for percentiles (the newest ones)."""

@@ -9,11 +9,11 @@ identity's feature by a quality-weighted running mean, and when such a clip is c
 identity than to its own, above ``merge_threshold``, the two identities are merged, unless they
 were ever seen at the same time in the same camera. When an identity turns out to hold two
 people (two of its tracks seen at the same time in one camera, or a track whose clips keep
-disagreeing with the rest of it; see ``pipeline/splits.py``), the track is split off into a new
+disagreeing with the rest of it; see :mod:`.splits`), the track is split off into a new
 identity. Identities unseen for ``ttl`` expire.
 
-Similarities to the gallery come from a cached matrix (``pipeline/gallery.py``) updated in place
-as identities change, one matrix product per batch.
+Similarities to the gallery come from a cached matrix (:mod:`.gallery`) updated in place as
+identities change, one matrix product per batch.
 """
 
 from __future__ import annotations
@@ -23,31 +23,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.assignment import assignment, rounds_by_track
 from pipeline.clips import Clip
 from pipeline.config import MatchingConfig
 from pipeline.events import Event, EventType
-from pipeline.gallery import (
+from pipeline.identity.assignment import assignment, rounds_by_track
+from pipeline.identity.gallery import (
     OVERLAP_TOLERANCE_SECONDS,
     GalleryMatrix,
     Identity,
     SimilaritySnapshot,
     TrackKey,
     TrackSpan,
-    gallery_similarities,
     span_end,
     unit_vector,
     update_prototypes,
 )
-from pipeline.matching_rules import NegativeThreshold, TopologyRules, near_in_image
-from pipeline.splits import (
-    SplitConfig,
-    TrackEvidence,
-    appearance_mismatch,
-    rebuild_from_tracks,
-    split_event,
-    tracks_to_move,
-)
+from pipeline.identity.rules import NegativeThreshold, TopologyRules, near_in_image
+from pipeline.identity.splits import EvidenceBook, SplitConfig, split_event, tracks_to_move
 
 
 @dataclass
@@ -75,17 +67,13 @@ class MatchResult:
 class IdentityMatcher:
     """The cross-camera gallery: ``update(embedded_clips) -> MatchResult``."""
 
-    def __init__(
-        self, config: MatchingConfig, splits: SplitConfig | None = None, cached: bool = True
-    ) -> None:
-        """``cached=False`` computes similarities the reference way (vectors stacked from the
-        identities per call): slower, for tests and benchmarks of the cached matrix."""
+    def __init__(self, config: MatchingConfig, splits: SplitConfig | None = None) -> None:
         self.config = config
-        self.cached = cached
         self.splits = splits if splits is not None else SplitConfig.of(config)
         self.gallery = GalleryMatrix()
         """Vectors of ``identities`` (same order), updated whenever an identity changes."""
-        self._evidence: dict[TrackKey, TrackEvidence] = {}
+        self.evidence = EvidenceBook()
+        """What each track contributed (splits and moves rebuild features from it)."""
         self._to_check: set[int] = set()
         self.identities: dict[int, Identity] = {}
         self.track_to_identity: dict[TrackKey, int] = {}
@@ -106,7 +94,7 @@ class IdentityMatcher:
         """Forget every identity."""
         self.identities.clear()
         self.gallery.clear()
-        self._evidence.clear()
+        self.evidence.clear()
         self._to_check.clear()
         self.track_to_identity.clear()
         self._next_global_id = 1
@@ -114,7 +102,7 @@ class IdentityMatcher:
         self.expired_multi_camera_count = 0
 
     def restore(self, identities: list[Identity], max_global_id: int) -> None:
-        """Load a stored gallery (see ``pipeline/identity_store.py``); new ids continue after it."""
+        """Load a stored gallery (see ``pipeline/identity/store.py``); new ids continue after it."""
         for identity in identities:
             identity.stored_first_seen = identity.first_seen
             self.identities[identity.global_id] = identity
@@ -141,9 +129,7 @@ class IdentityMatcher:
         for round_items in rounds_by_track(embedded_clips):
             known = [item for item in round_items if item.key in self.track_to_identity]
             new = [item for item in round_items if item.key not in self.track_to_identity]
-            snapshot = None
-            if self.cached and len(known) > 1 and len(self.gallery):
-                snapshot = self.gallery.snapshot(np.stack([item.embedding for item in known]))
+            snapshot = self._snapshot(known)
             for row, item in enumerate(known):
                 self._refine(item, result, snapshot, row)
             self._assign_new_tracks(new, result)
@@ -272,9 +258,14 @@ class IdentityMatcher:
     def gallery_similarities(self, embeddings: np.ndarray) -> np.ndarray:
         """float64 ``(N, M)`` similarities of float32 ``(N, D)`` unit embeddings to the gallery,
         columns in the order of ``self.gallery.identities`` (that of ``self.identities``)."""
-        if not self.cached:
-            return gallery_similarities(embeddings, list(self.identities.values()))
         return self.gallery.similarities(embeddings)
+
+    def _snapshot(self, known: list[EmbeddedClip]) -> SimilaritySnapshot | None:
+        """Similarities of a batch's clips of known tracks to the gallery, taken once for the
+        batch (kept valid for the identities the batch does not change)."""
+        if len(known) > 1 and len(self.gallery):
+            return self.gallery.snapshot(np.stack([item.embedding for item in known]))
+        return None
 
     def _similarities(self, new: list[EmbeddedClip]) -> np.ndarray:
         """``(len(new), len(identities))`` similarities, topology verdicts applied."""
@@ -321,7 +312,9 @@ class IdentityMatcher:
     ) -> None:
         self.track_to_identity[item.key] = identity.global_id
         self._absorb(identity, item)
-        self._evidence[item.key].mismatches = 0
+        evidence = self.evidence.get(item.key)
+        if evidence is not None:
+            evidence.mismatches = 0
         result.events.append(self._event(EventType.IDENTITY_ASSIGNED, item, identity, similarity))
         _mark_changed(result, identity)
 
@@ -345,10 +338,7 @@ class IdentityMatcher:
         previous = identity.last_seen_by_camera.get(clip.camera_id, clip.last_timestamp)
         identity.last_seen_by_camera[clip.camera_id] = max(previous, clip.last_timestamp)
         self.gallery.upsert(identity)
-        evidence = self._evidence.get(item.key)
-        if evidence is None:
-            evidence = self._evidence[item.key] = TrackEvidence(np.zeros_like(item.embedding))
-        evidence.add(item.embedding, quality)
+        evidence = self.evidence.record(item.key, item.embedding, quality)
         evidence.last_box = clip.last_box
         evidence.last_frame_index = clip.last_frame_index
         evidence.captured_at = clip.captured_at
@@ -365,7 +355,7 @@ class IdentityMatcher:
         ended = sorted((span.end, key) for key, span in identity.tracks.items() if not span.active)
         for _, key in ended[:excess]:
             del identity.tracks[key]
-            self._evidence.pop(key, None)
+            self.evidence.forget(key)
             if self.track_to_identity.get(key) == identity.global_id:
                 del self.track_to_identity[key]
 
@@ -454,9 +444,7 @@ class IdentityMatcher:
         identity = self.identities.get(self.track_to_identity.get(item.key, -1))
         if identity is None:
             return
-        similarity = appearance_mismatch(
-            identity, self._evidence, item.key, item.embedding, self.splits
-        )
+        similarity = self.evidence.mismatch(identity, item.key, item.embedding, self.splits)
         if similarity is not None:
             self._split(identity, item.key, similarity, result)
 
@@ -484,9 +472,9 @@ class IdentityMatcher:
         target.tracks[key] = source.tracks.pop(key)
         self.track_to_identity[key] = target.global_id
         for rebuilt, forget_cameras in ((source, {key[0]}), (target, set())):
-            rebuild_from_tracks(rebuilt, self._evidence, forget_cameras, self.config)
+            self.evidence.rebuild(rebuilt, forget_cameras, self.config)
             self.gallery.upsert(rebuilt)
-        result.events.append(split_event(source, target, key, self._evidence.get(key), 1.0))
+        result.events.append(split_event(source, target, key, self.evidence.get(key), 1.0))
         self.splits_count += 1
         _mark_changed(result, source)
         _mark_changed(result, target)
@@ -517,9 +505,9 @@ class IdentityMatcher:
         self.identities[moved.global_id] = moved
         self.track_to_identity[key] = moved.global_id
         for rebuilt, forget_cameras in ((identity, {key[0]}), (moved, set())):
-            rebuild_from_tracks(rebuilt, self._evidence, forget_cameras, self.config)
+            self.evidence.rebuild(rebuilt, forget_cameras, self.config)
             self.gallery.upsert(rebuilt)
-        evidence = self._evidence.get(key)
+        evidence = self.evidence.get(key)
         if evidence is not None:
             evidence.mismatches = 0
         result.events.append(split_event(identity, moved, key, evidence, score))
@@ -534,7 +522,7 @@ class IdentityMatcher:
             if identity.last_seen < deadline and not identity.active:
                 for key in identity.tracks:
                     self.track_to_identity.pop(key, None)
-                    self._evidence.pop(key, None)
+                    self.evidence.forget(key)
                 del self.identities[global_id]
                 expired.append(global_id)
                 result.removed.append(global_id)

@@ -1,6 +1,6 @@
 """Learn camera-pair transition windows from the identities a run published.
 
-    python -m pipeline.topology --redis-url redis://localhost:6379/0 --out topology.yaml
+    python -m pipeline.identity.topology --redis-url redis://localhost:6379/0 --out topology.yaml
 
 For every identity seen in two cameras, the time between leaving one camera and appearing in
 the other (or the fact that it was visible in both at once) is collected from the event stream;
@@ -96,7 +96,9 @@ def read_events(url: str, stream: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.topology", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.identity.topology", description=__doc__
+    )
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--stream", default="crosscam:events")
     parser.add_argument("--out", type=Path, default=None, help="write the YAML snippet here")

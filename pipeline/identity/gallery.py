@@ -259,22 +259,6 @@ class GalleryMatrix:
         self._vectors, self._valid = vectors, valid
 
 
-def gallery_similarities(embeddings: np.ndarray, identities: list[Identity]) -> np.ndarray:
-    """Reference (uncached) similarities: what :meth:`GalleryMatrix.similarities` computes.
-
-    Args:
-        embeddings: float32 ``(N, D)`` unit rows.
-        identities: ``M`` identities.
-
-    Returns:
-        float64 ``(N, M)``.
-    """
-    vectors = [[identity.feature, *identity.prototypes] for identity in identities]
-    starts = np.cumsum([0] + [len(group) for group in vectors[:-1]])
-    matrix = np.stack([vector for group in vectors for vector in group])
-    return np.maximum.reduceat(embeddings @ matrix.T, starts, axis=1).astype(np.float64)
-
-
 def update_prototypes(identity: Identity, embedding: np.ndarray, config: MatchingConfig) -> None:
     """Keep up to K (``prototypes_per_identity``) diverse prototypes: a novel view is added (the
     most redundant one goes when full); a familiar one refines its nearest prototype."""
