@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPOSITORY_ROOT
 from tools.ground_truth import (
+    HAND_SOURCE,
     BoxMatch,
     GroundTruth,
     GroundTruthBox,
@@ -26,7 +27,7 @@ from tools.ground_truth import (
     parse_sampling,
     person_of_identity,
 )
-from tools.propose_ground_truth import build, load_proposals
+from tools.propose_ground_truth import ProposalBox, build, load_proposals
 
 GROUND_TRUTH_DIRECTORY = REPOSITORY_ROOT / "benchmarks" / "ground_truth"
 TERRACE1 = GROUND_TRUTH_DIRECTORY / "terrace1.json"
@@ -84,6 +85,95 @@ def test_terrace1_is_rebuilt_exactly_from_proposals_and_labels(terrace1: GroundT
     result = build(proposals, boxes, labels)
     assert result.undecided == [] and result.duplicates == []
     assert dump_ground_truth(result.ground_truth) == TERRACE1.read_text()
+
+
+def test_terrace1_boxes_by_hand_are_loaded_and_marked(terrace1: GroundTruth) -> None:
+    labels = json.loads((GROUND_TRUTH_DIRECTORY / "terrace1_labels.json").read_text())
+    by_hand = [box for box in terrace1.boxes if box.source == HAND_SOURCE]
+    assert len(by_hand) == len(labels["added"]) >= 1
+    assert {(b.camera, b.frame, b.person) for b in by_hand} == {
+        (added["camera"], added["frame"], added["person"]) for added in labels["added"]
+    }
+    assert {box.source for box in terrace1.boxes} == {"detector", HAND_SOURCE}
+    assert "by hand" in terrace1.made_by
+
+
+def _toy_proposals() -> tuple[dict[str, object], list[ProposalBox]]:
+    proposal = ProposalBox("c0f50b0", 0, 50, [10.0, 10.0, 40.0, 100.0], 0.9, 0, 1)
+    data: dict[str, object] = {
+        "videos": ["a.mp4", "b.mp4"], "fps": 25.0, "frame_counts": [300, 300], "every": 50,
+    }  # fmt: skip
+    return data, [proposal]
+
+
+def _toy_labels(*added: dict[str, object]) -> dict[str, object]:
+    return {
+        "sequence": "toy", "made_by": "test", "persons": {"p1": "one", "p2": "two"},
+        "boxes": {"c0f50b0": "p1"}, "added": list(added),
+    }  # fmt: skip
+
+
+def _hand(**changes: object) -> dict[str, object]:
+    added: dict[str, object] = {
+        "camera": 1, "frame": 100, "person": "p2", "xyxy": [5, 6, 30, 90], "source": "by hand",
+    }  # fmt: skip
+    added.update(changes)
+    return {key: value for key, value in added.items() if value is not None}
+
+
+def test_build_keeps_boxes_by_hand_and_round_trips_their_source(tmp_path: Path) -> None:
+    data, proposals = _toy_proposals()
+    result = build(data, proposals, _toy_labels(_hand(note="behind p1")))
+    assert result.duplicates == []
+    assert result.ground_truth["boxes"] == [
+        {"camera": 0, "frame": 50, "person": "p1", "xyxy": [10.0, 10.0, 40.0, 100.0]},
+        {"camera": 1, "frame": 100, "person": "p2", "xyxy": [5.0, 6.0, 30.0, 90.0],
+         "source": "by hand"},
+    ]  # fmt: skip
+    path = tmp_path / "gt.json"
+    path.write_text(dump_ground_truth(result.ground_truth))
+    loaded = load_ground_truth(path)
+    assert [box.source for box in loaded.boxes] == ["detector", HAND_SOURCE]
+    assert dump_ground_truth(ground_truth_to_dict(loaded)) == path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("added", "message"),
+    [
+        ("not a box", "expected an object"),
+        (_hand(xyxy=None), r"missing keys \['xyxy'\]"),
+        (_hand(colour="red"), r"unknown keys \['colour'\]"),
+        (_hand(source="detector"), "source must be 'by hand'"),
+        (_hand(camera=2), "camera must index the videos"),
+        (_hand(frame=125), "frame must be a multiple of 50 below 300"),
+        (_hand(frame=300), "frame must be a multiple of 50 below 300"),
+        (_hand(person="p9"), "'p9' is not described"),
+        (_hand(xyxy=[5, 6, 30]), "xyxy must be 4 numbers"),
+        (_hand(xyxy=[5, 6, "30", 90]), "xyxy must be 4 numbers"),
+        (_hand(xyxy=[30, 6, 5, 90]), "0 <= x1 < x2"),
+        (_hand(xyxy=[-1, 6, 30, 90]), "0 <= x1 < x2"),
+        (_hand(camera=0, frame=50, xyxy=[11, 12, 41, 98]), "repeats the box of p1"),
+    ],
+)
+def test_bad_boxes_by_hand_are_refused_with_a_clear_error(added: object, message: str) -> None:
+    data, proposals = _toy_proposals()
+    labels = _toy_labels(_hand(frame=150), added)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=message) as error:
+        build(data, proposals, labels)
+    assert str(error.value).startswith("labels 'added'[1]")
+
+
+def test_a_box_by_hand_for_a_person_already_boxed_there_is_a_duplicate() -> None:
+    data, proposals = _toy_proposals()
+    result = build(
+        data, proposals, _toy_labels(_hand(camera=0, frame=50, person="p1", xyxy=[200, 6, 230, 90]))
+    )
+    assert any("two boxes" in problem for problem in result.duplicates)
+
+
+def test_an_unknown_source_is_a_consistency_problem() -> None:
+    box = GroundTruthBox(0, 0, "p1", (0.0, 0.0, 10.0, 30.0), source="guessed")
+    assert "source must be" in consistency_problems(_ground_truth([box]))[0]
 
 
 def _box(camera: int, frame: int, person: str, x: float = 0.0) -> GroundTruthBox:

@@ -8,7 +8,9 @@ person in every camera and at every time::
      "sampling": "every 50 frames", "made_by": "…", "persons": {"p1": "…", …},
      "boxes": [{"camera": 0, "frame": 0, "person": "p1", "xyxy": [x1, y1, x2, y2]}, …]}
 
-``camera`` is the index into ``videos``; ``xyxy`` are pixels of the video frame.
+``camera`` is the index into ``videos``; ``xyxy`` are pixels of the video frame. A box drawn by
+hand (a person the detector missed) also carries ``"source": "by hand"``; boxes without
+``source`` come from the detector's proposals. Both count the same in every metric.
 
 Predictions come from a pipeline MTMC file (``camera_id obj_id frame_id xmin ymin width
 height xworld yworld``, see ``pipeline/mtmc.py``). :func:`match_boxes` pairs predicted and GT
@@ -34,6 +36,11 @@ from trackers.eval import box_iou
 MIN_MATCH_IOU = 0.5
 """Predicted and GT boxes match when their IoU is at least this (the MOT convention)."""
 
+DETECTOR_SOURCE = "detector"
+"""``source`` of a box that is a labelled detector proposal (the default)."""
+HAND_SOURCE = "by hand"
+"""``source`` of a box drawn by hand for a person the detector missed."""
+
 
 class GroundTruthError(ValueError):
     """A ground-truth file that cannot be read or is not self-consistent."""
@@ -41,12 +48,14 @@ class GroundTruthError(ValueError):
 
 @dataclass(frozen=True)
 class GroundTruthBox:
-    """One labelled person box. ``xyxy`` in pixels, ``camera`` an index into the videos."""
+    """One labelled person box. ``xyxy`` in pixels, ``camera`` an index into the videos;
+    ``source`` is ``"detector"`` (a labelled proposal) or ``"by hand"`` (drawn by a person)."""
 
     camera: int
     frame: int
     person: str
     xyxy: tuple[float, float, float, float]
+    source: str = "detector"
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,7 @@ def ground_truth_from_dict(raw: Mapping[str, Any]) -> GroundTruth:
                 frame=int(box["frame"]),
                 person=str(box["person"]),
                 xyxy=_four_floats(box["xyxy"]),
+                source=str(box.get("source", DETECTOR_SOURCE)),
             )
             for box in raw["boxes"]
         ],
@@ -167,16 +177,21 @@ def ground_truth_to_dict(ground_truth: GroundTruth) -> dict[str, Any]:
         "made_by": ground_truth.made_by,
         **ground_truth.extra,
         "persons": dict(sorted(ground_truth.persons.items(), key=lambda kv: _label_key(kv[0]))),
-        "boxes": [
-            {
-                "camera": box.camera,
-                "frame": box.frame,
-                "person": box.person,
-                "xyxy": [round(value, 1) for value in box.xyxy],
-            }
-            for box in boxes
-        ],
+        "boxes": [_box_to_dict(box) for box in boxes],
     }
+
+
+def _box_to_dict(box: GroundTruthBox) -> dict[str, Any]:
+    """One box in the JSON layout; ``source`` is written only when it is not the detector."""
+    written: dict[str, Any] = {
+        "camera": box.camera,
+        "frame": box.frame,
+        "person": box.person,
+        "xyxy": [round(value, 1) for value in box.xyxy],
+    }
+    if box.source != DETECTOR_SOURCE:
+        written["source"] = box.source
+    return written
 
 
 def dump_ground_truth(data: Mapping[str, Any]) -> str:
@@ -193,7 +208,7 @@ def consistency_problems(ground_truth: GroundTruth) -> list[str]:
 
     Checked: sampling readable; every frame a multiple of it; cameras index ``videos``; boxes
     have positive size; every label is described in ``persons``; no person twice in one
-    camera and frame.
+    camera and frame; ``source`` is the detector or by hand.
     """
     problems: list[str] = []
     try:
@@ -212,6 +227,11 @@ def consistency_problems(ground_truth: GroundTruth) -> list[str]:
         x1, y1, x2, y2 = box.xyxy
         if not (x2 > x1 and y2 > y1):
             problems.append(f"{where}: box {list(box.xyxy)} has no area")
+        if box.source not in (DETECTOR_SOURCE, HAND_SOURCE):
+            problems.append(
+                f"{where}: source must be {DETECTOR_SOURCE!r} or {HAND_SOURCE!r}, "
+                f"got {box.source!r}"
+            )
         if box.person not in ground_truth.persons:
             problems.append(f"{where}: person {box.person!r} is not described in 'persons'")
         key = (box.camera, box.frame, box.person)

@@ -33,9 +33,15 @@ The labels file (JSON) records every decision taken by eye::
       "tracks": {"0:7": "p1", ...},         # camera:track -> label for all its proposal boxes
       "boxes": {"c0f1500b3": "p2", "c1f100b4": null, ...},  # per box: relabel, null = drop
       "edits": {"c0f1500b3": [x1, y1, x2, y2], ...},        # per box: corrected coordinates
-      "added": [{"camera": 0, "frame": 1500, "person": "p4", "xyxy": [x1, y1, x2, y2]}, ...],
+      "added": [{"camera": 0, "frame": 1500, "person": "p4", "xyxy": [x1, y1, x2, y2],
+                 "source": "by hand", "note": "behind p2, head and legs visible"}, ...],
       "notes": ["free text: doubts, what was checked", ...]
     }
+
+``added`` holds the boxes drawn by hand for people the detector missed (no proposal to label):
+camera, sample frame, a person of ``persons``, pixel ``xyxy`` read off a zoomed frame,
+``"source": "by hand"``, and an optional ``note``. ``build`` checks each one (see
+:func:`added_box`) and keeps ``"source": "by hand"`` on it in the ground truth.
 
 Proposal boxes that end up with no label (no track label, no box label) are left out; the
 ``build`` step lists them so that none is forgotten.
@@ -368,9 +374,9 @@ def build(
     """Apply the decisions of a labels file to the proposal boxes.
 
     A box takes its ``boxes`` entry if it has one (``null``: dropped), else the label of its
-    ``camera:track``; coordinates come from ``edits`` if given. ``added`` boxes are appended.
-    Boxes with no decision are returned as ``undecided``; two boxes of one person in one
-    camera and frame as ``duplicates``.
+    ``camera:track``; coordinates come from ``edits`` if given. ``added`` boxes (by hand) are
+    checked by :func:`added_box` and appended. Boxes with no decision are returned as
+    ``undecided``; two boxes of one person in one camera and frame as ``duplicates``.
     """
     from tools.ground_truth import (
         GroundTruth,
@@ -399,15 +405,8 @@ def build(
             continue
         xyxy = edits.get(box.name, box.xyxy)
         result.append(GroundTruthBox(box.camera, box.frame, person, _four(xyxy)))
-    for added in labels.get("added", []):
-        result.append(
-            GroundTruthBox(
-                int(added["camera"]),
-                int(added["frame"]),
-                str(added["person"]),
-                _four(added["xyxy"]),
-            )
-        )
+    for index, added in enumerate(labels.get("added", [])):
+        result.append(added_box(index, added, proposals, labels["persons"], result))
     ground_truth = GroundTruth(
         sequence=labels["sequence"],
         videos=proposals["videos"],
@@ -420,6 +419,75 @@ def build(
     )
     problems = consistency_problems(ground_truth)
     return BuildResult(ground_truth_to_dict(ground_truth), undecided, problems)
+
+
+ADDED_KEYS = frozenset({"camera", "frame", "person", "xyxy", "source"})
+ADDED_OPTIONAL_KEYS = frozenset({"note"})
+
+
+def added_box(
+    index: int,
+    added: Any,
+    proposals: dict[str, Any],
+    persons: dict[str, str],
+    boxes: Sequence[Any],
+) -> Any:
+    """The ground-truth box of entry ``index`` of a labels file's ``added`` list.
+
+    Raises:
+        ValueError: naming the entry, when it is not a mapping of exactly the keys
+            ``camera, frame, person, xyxy, source`` (and optionally ``note``), ``source`` is not
+            ``"by hand"``, the camera is not one of the videos, the frame is not a sample frame
+            of the footage, the person is not in ``persons``, ``xyxy`` is not four numbers
+            with ``0 <= x1 < x2`` and ``0 <= y1 < y2``, or the box repeats a box of ``boxes``
+            (same camera and frame, IoU >= 0.5: label that proposal instead).
+    """
+    from tools.ground_truth import HAND_SOURCE, GroundTruthBox
+
+    where = f"labels 'added'[{index}]"
+    if not isinstance(added, dict):
+        raise ValueError(f"{where}: expected an object, got {added!r}")
+    missing, unknown = ADDED_KEYS - set(added), set(added) - ADDED_KEYS - ADDED_OPTIONAL_KEYS
+    if missing or unknown:
+        raise ValueError(
+            f"{where}: missing keys {sorted(missing)}, unknown keys {sorted(unknown)} "
+            f"(expected {sorted(ADDED_KEYS)}, optionally {sorted(ADDED_OPTIONAL_KEYS)})"
+        )
+    if added["source"] != HAND_SOURCE:
+        raise ValueError(f"{where}: source must be {HAND_SOURCE!r}, got {added['source']!r}")
+    camera, frame, person = added["camera"], added["frame"], added["person"]
+    where += f" (camera {camera}, frame {frame}, {person})"
+    if not isinstance(camera, int) or not 0 <= camera < len(proposals["videos"]):
+        raise ValueError(
+            f"{where}: camera must index the videos (0..{len(proposals['videos']) - 1})"
+        )
+    every, frame_count = int(proposals["every"]), min(proposals["frame_counts"])
+    if not isinstance(frame, int) or frame % every or not 0 <= frame < frame_count:
+        raise ValueError(f"{where}: frame must be a multiple of {every} below {frame_count}")
+    if person not in persons:
+        raise ValueError(f"{where}: person {person!r} is not described in 'persons'")
+    xyxy = added["xyxy"]
+    if (
+        not isinstance(xyxy, list)
+        or len(xyxy) != 4
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in xyxy)
+    ):
+        raise ValueError(f"{where}: xyxy must be 4 numbers [x1, y1, x2, y2], got {xyxy!r}")
+    x1, y1, x2, y2 = _four(xyxy)
+    if not (0 <= x1 < x2 and 0 <= y1 < y2):
+        raise ValueError(f"{where}: xyxy {xyxy} needs 0 <= x1 < x2 and 0 <= y1 < y2 (pixels)")
+    same_frame = [box for box in boxes if (box.camera, box.frame) == (camera, frame)]
+    if same_frame:
+        overlap = iou_matrix(
+            np.asarray([xyxy], np.float64), np.asarray([b.xyxy for b in same_frame])
+        )
+        if overlap.max() >= 0.5:
+            twin = same_frame[int(overlap.argmax())]
+            raise ValueError(
+                f"{where}: repeats the box of {twin.person} there (IoU {overlap.max():.2f}); "
+                "label that proposal in 'boxes' instead"
+            )
+    return GroundTruthBox(camera, frame, person, (x1, y1, x2, y2), HAND_SOURCE)
 
 
 def _four(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -525,7 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         render(arguments.proposals, arguments.out)
     elif arguments.command == "build":
         data, boxes = load_proposals(arguments.proposals)
-        result = build(data, boxes, json.loads(arguments.labels.read_text()))
+        try:
+            result = build(data, boxes, json.loads(arguments.labels.read_text()))
+        except ValueError as error:
+            logger.error("%s: %s", arguments.labels, error)
+            return 1
         for box in result.undecided:
             logger.warning(
                 "undecided: %s (track %d, confidence %.2f)", box.name, box.track, box.confidence
