@@ -464,6 +464,18 @@ class MetricsConfig(StrictModel):
     )
 
 
+class StagesConfig(StrictModel):
+    """How the stages of the loop run (``pipeline/runner.py``, ``pipeline/stages.py``)."""
+
+    pipelined: bool = Field(
+        default=True,
+        description="detect the next batch while the loop handles the previous; false: serial",
+    )
+    detect_ahead_batches: int = Field(
+        default=2, ge=1, description="detected batches waiting for the loop, at most"
+    )
+
+
 class CrosscamConfig(StrictModel):
     """The whole configuration of one crosscam run."""
 
@@ -477,6 +489,7 @@ class CrosscamConfig(StrictModel):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
     secrets_file: Path | None = Field(
         default=None, description="KEY=VALUE lines for ${KEY} in URIs (environment wins)"
     )

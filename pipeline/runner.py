@@ -3,7 +3,9 @@
 Each tick takes at most one frame per camera, detects persons in all of them with one batched
 forward, tracks and buffers per camera, hands finished clips to the batching encoder (its own
 thread) and matches whatever clips it has embedded since the last tick. Events reach Redis in
-the same tick. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
+the same tick. Pipelined (``stages.pipelined``, the default), the gather and detection of tick
+``n + 1`` run on a thread of their own (``pipeline/stages.py``) while tick ``n`` is handled
+here; the serial loop does one after the other, with the same outputs on file replay. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
 flushes clip buffers, encodes and matches what is in flight, publishes it and closes outputs.
 ``request_reload()`` (SIGHUP) makes the loop re-read the config between ticks and stop, start
 or restart the cameras that changed (``pipeline/reload.py``).
@@ -45,6 +47,7 @@ from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
+from pipeline.stages import DetectionAhead
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
 from pipeline.track_boxes import BoxHistory, TrackBoxes
@@ -255,34 +258,80 @@ class Pipeline:
             self._continue_tracks()
             for source in self.sources:
                 source.start()
-        gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
         try:
-            while self.gallery_read and not self._stop.is_set():
-                if self._out_of_time():
-                    logger.info("max_seconds reached; stopping")
-                    break
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self.apply_reload()
-                frames = gatherer.gather()
-                if not frames:
-                    if self._reload.is_set() and not self._stop.is_set():
-                        continue
-                    if gatherer.finished:
-                        logger.info(
-                            "every camera has ended or failed (%s); stopping",
-                            _describe_states(self.sources),
-                        )
-                    elif self._out_of_time():
-                        logger.info("max_seconds reached; stopping")
-                    break
-                self._handle_reconnects()
-                self._tick(self.detector_stage(frames))
-                if self.on_tick is not None:
-                    self.on_tick(self)
+            if self.gallery_read and self.config.stages.pipelined:
+                self._run_pipelined()
+            elif self.gallery_read:
+                self._run_serial()
         finally:
             result = self._shutdown()
         return result
+
+    def _run_serial(self) -> None:
+        """Gather, detect and handle one batch after the other (``stages.pipelined: false``)."""
+        gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
+        while not self._stop.is_set():
+            if self._out_of_time():
+                logger.info("max_seconds reached; stopping")
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self.apply_reload()
+            frames = gatherer.gather()
+            if not frames:
+                if self._reload.is_set() and not self._stop.is_set():
+                    continue
+                self._log_end(gatherer)
+                break
+            self._handle_reconnects()
+            self._tick(self.detector_stage(frames))
+            if self.on_tick is not None:
+                self.on_tick(self)
+
+    def _run_pipelined(self) -> None:
+        """Detect the next batch on a thread of its own while this one handles the previous
+        (``pipeline/stages.py``): same batches in the same order, same reload and end points
+        as :meth:`_run_serial`. A stop lets the batches already detected through."""
+        gatherer = FrameGatherer(self.sources)
+        ahead = DetectionAhead(
+            gatherer.gather,
+            self.detector_stage,
+            self._interrupted,
+            self.config.stages.detect_ahead_batches,
+        )
+        gatherer.should_stop = ahead.should_stop_gathering
+        ahead.start()
+        try:
+            while True:
+                detected = ahead.next()
+                if detected is None:  # paused: every camera ended, or interrupted
+                    if self._stop.is_set() or self._out_of_time():
+                        self._log_end(gatherer)
+                        break
+                    if self._reload.is_set():
+                        self._reload.clear()
+                        self.apply_reload()
+                        ahead.resume()
+                        continue
+                    self._log_end(gatherer)
+                    break
+                self._handle_reconnects()
+                self._tick(detected)
+                if self.on_tick is not None:
+                    self.on_tick(self)
+        finally:
+            ahead.close()
+
+    def _log_end(self, gatherer: FrameGatherer) -> None:
+        """Say why the loop ends (a stop request needs no line)."""
+        if self._stop.is_set():
+            return
+        if gatherer.finished:
+            logger.info(
+                "every camera has ended or failed (%s); stopping", _describe_states(self.sources)
+            )
+        elif self._out_of_time():
+            logger.info("max_seconds reached; stopping")
 
     def _handle_reconnects(self) -> None:
         """Widen re-association after a camera reconnect: here, or, as an edge, in the
