@@ -220,6 +220,12 @@ class ClipsConfig(StrictModel):
     max_tracks: int = Field(default=256, ge=1, description="per camera")
     min_frames: int = Field(default=4, ge=1, description="shorter tracks never emit a clip")
     track_end_seconds: float = Field(default=1.5, gt=0, description="unseen this long = ended")
+    held_frames_megabytes: float = Field(
+        default=128.0,
+        ge=0,
+        description="per camera: frames kept for crops taken when a clip samples them; 0: crop "
+        "every box at once (pipeline/lazy_crops.py)",
+    )
 
 
 class EncoderConfig(StrictModel):
