@@ -480,6 +480,13 @@ class StagesConfig(StrictModel):
     detect_ahead_batches: int = Field(
         default=2, ge=1, description="detected batches waiting for the loop, at most"
     )
+    publish_async: bool = Field(
+        default=True,
+        description="publish to Redis on a thread of its own (pipeline/publish_thread.py)",
+    )
+    publish_queue_batches: int = Field(
+        default=1024, ge=1, description="batches of events waiting for that thread, at most"
+    )
 
 
 class CrosscamConfig(StrictModel):

@@ -2,13 +2,16 @@
 
 Each tick takes at most one frame per camera, detects persons in all of them with one batched
 forward, tracks and buffers per camera, hands finished clips to the batching encoder (its own
-thread) and matches whatever clips it has embedded since the last tick. Events reach Redis in
-the same tick. Pipelined (``stages.pipelined``, the default), the gather and detection of tick
-``n + 1`` run on a thread of their own (``pipeline/stages.py``) while tick ``n`` is handled
-here; the serial loop does one after the other, with the same outputs on file replay. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
-flushes clip buffers, encodes and matches what is in flight, publishes it and closes outputs.
-``request_reload()`` (SIGHUP) makes the loop re-read the config between ticks and stop, start
-or restart the cameras that changed (``pipeline/reload.py``).
+thread) and matches whatever clips it has embedded since the last tick. Events are handed to
+the publisher in the same tick: to its own thread (``stages.publish_async``, the default;
+``pipeline/publish_thread.py``), or sent to Redis in the loop. Pipelined
+(``stages.pipelined``, the default), the gather and detection of tick ``n + 1`` run on a
+thread of their own (``pipeline/stages.py``) while tick ``n`` is handled here; the serial loop
+does one after the other, with the same outputs on file replay. ``stop()`` (called from a
+signal handler) ends the loop; the shutdown path then flushes clip buffers, encodes and
+matches what is in flight, publishes it and closes outputs. ``request_reload()`` (SIGHUP)
+makes the loop re-read the config between ticks and stop, start or restart the cameras that
+changed (``pipeline/reload.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ from pipeline.identity_service import IdentityService
 from pipeline.identity_store import restore_gallery
 from pipeline.matching import EmbeddedClip, MatchResult
 from pipeline.mtmc import MtmcRecorder
-from pipeline.publish import StreamRecord, build_publisher
+from pipeline.publish import RedisPublisher, StreamRecord, build_publisher
+from pipeline.publish_thread import AsyncPublisher
 from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
@@ -133,7 +137,12 @@ class Pipeline:
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.reconnects = ReconnectWatcher()
         self.matcher = self.identity.matcher
-        self.publisher = build_publisher(config, redis_url, run_id, edge_name)
+        publisher = build_publisher(config, redis_url, run_id, edge_name)
+        self.publisher: RedisPublisher | AsyncPublisher = (
+            AsyncPublisher(publisher, self._record_sent, config.stages.publish_queue_batches)
+            if config.stages.publish_async
+            else publisher
+        )
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.track_log = self._track_log()
         """Whole tracks for the identity passes (``pipeline.identity.refine``)."""
@@ -518,15 +527,23 @@ class Pipeline:
         return None if self.box_history is None else self.box_history.take(camera_id, track_id)
 
     def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
+        """Publish in order; asynchronous (``stages.publish_async``): handed to the publisher
+        thread, which reports what it sent to :meth:`_record_sent`."""
         started = time.monotonic()
         if result is None:
             sent = self.publisher.publish(events)
         else:
             sent = self.publisher.publish(events, result.changed, result.removed)
-        finished = time.monotonic()
-        self.latency.record("publish", (finished - started) * 1000.0)
+        if isinstance(self.publisher, RedisPublisher):
+            finished = time.monotonic()
+            self._record_sent(sent, (finished - started) * 1000.0, finished)
+
+    def _record_sent(self, sent: list[StreamRecord], send_ms: float, sent_at: float) -> None:
+        """Latency and counts of events that reached Redis (from the publisher thread when
+        asynchronous)."""
+        self.latency.record("publish", send_ms)
         for event in sent:
-            self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
+            self.latency.record("frame_to_event", (sent_at - event.captured_at) * 1000.0)
         self.totals.events += len(sent)
 
     def _end_of_run_pass(self) -> Callable[[int, int, int], int]:
