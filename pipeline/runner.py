@@ -131,6 +131,7 @@ class Pipeline:
             config.encoder.max_wait_ms,
             on_batch=lambda size, ms: self.latency.record("encode", ms),
             overflow=self._encoder_overflow(),
+            pinned=config.encoder.device.startswith("cuda"),
         )
         # the matcher gets its own copy: re-association is widened after a camera reconnects
         self.identity = IdentityService(config.matching.model_copy())
