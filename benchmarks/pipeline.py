@@ -154,6 +154,11 @@ class Measurement:
     def clips_per_second(self) -> float:
         return self.clips / self.wall_seconds if self.wall_seconds > 0 else float("nan")
 
+    @property
+    def clips_per_frame(self) -> float:
+        """Clips encoded per processed frame: the encoder's work per frame."""
+        return self.clips / self.frames if self.frames > 0 else float("nan")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "system": self.system,
@@ -163,6 +168,7 @@ class Measurement:
             "frames_per_second": self.frames_per_second,
             "clips": self.clips,
             "clips_per_second": self.clips_per_second,
+            "clips_per_frame": self.clips_per_frame,
             "frames_dropped": self.frames_dropped,
             "latency_ms": {stage: summarize(v) for stage, v in self.latency.items()},
             "resources": self.resources,
@@ -271,6 +277,9 @@ def run_crosscam(
             "identities_multi_camera": result.identities_multi_camera,
             "detector_backend": pipeline.detector.backend,
             "encoder_backend": pipeline.encoder.engine.name,
+            "crops_taken": sum(
+                buffer.held_frames.crops_taken for buffer in pipeline.buffers.values()
+            ),
             "processed_frames": [key for key, stamps in rows if "detect" in stamps],
         },
     )
@@ -317,6 +326,7 @@ def aggregate(measurements: list[Measurement]) -> dict[str, Any]:
             "streams": streams,
             "frames_per_second": spread(i.frames_per_second for i in items),
             "clips_per_second": spread(i.clips_per_second for i in items),
+            "clips_per_frame": spread(i.clips_per_frame for i in items),
             "frames_dropped": spread(float(i.frames_dropped) for i in items),
             "cpu_percent_mean": spread(i.resources.get("cpu_percent_mean", np.nan) for i in items),
             "rss_megabytes_max": spread(
@@ -359,6 +369,7 @@ def markdown_report(report: dict[str, Any]) -> str:
                 format_spread(crosscam["frames_per_second"]),
                 f"{fraction:.2f}",
                 format_spread(crosscam["clips_per_second"], 2),
+                format_spread(crosscam.get("clips_per_frame", {}), 3),
                 format_spread(crosscam["frames_dropped"], 0),
                 format_spread(crosscam["cpu_percent_mean"], 0),
                 format_spread(crosscam["rss_megabytes_max"], 0),
@@ -372,6 +383,7 @@ def markdown_report(report: dict[str, Any]) -> str:
                 "crosscam, frames/s",
                 "crosscam / detector",
                 "clips/s",
+                "clips encoded / frame",
                 "dropped frames",
                 "CPU % (of 1 core)",
                 "peak RSS MB (process)",

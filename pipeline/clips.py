@@ -1,10 +1,13 @@
 """Per-track crop buffers that turn tracked boxes into fixed-length clips for the encoder.
 
-Each confirmed track of a camera keeps its newest crops (resized once to the encoder's input
-size). A clip of ``T`` frames, chosen by the shared sampling policy, is emitted when the track
-first has ``T`` frames, again every ``refresh_seconds`` while it lives, and a last time when it
-ends (if it has at least ``min_frames``). Memory is bounded by ``max_tracks`` per camera and
-``max_frames_per_track`` crops per track.
+Each confirmed track of a camera keeps its newest boxes, each cropped and resized to the
+encoder's input size only when a clip samples it (``pipeline/lazy_crops.py``: until then the
+box and a reference to its frame, the camera's frames held within
+``clips.held_frames_megabytes``). A clip of ``T`` frames, chosen by the shared sampling policy,
+is emitted when the track first has ``T`` frames, again every ``refresh_seconds`` while it
+lives, and a last time when it ends (if it has at least ``min_frames``). Memory is bounded by
+``max_tracks`` per camera and ``max_frames_per_track`` boxes (crops once taken) per track, plus
+the held frames.
 
 Encounters (given ``encounter_iou``): where a track's box overlaps another's by that IoU, the
 tracker may swap the two people, and the identity layer cuts the track there
@@ -19,11 +22,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 import supervision as sv
 
 from pipeline.config import ClipsConfig
+from pipeline.lazy_crops import HeldFrames, LazyCrop, crop_box
 from pipeline.records import FrameDetections
 from reid_models.sampling import sample_clip_indices
 
@@ -87,7 +90,7 @@ class ClipBufferOutput:
 
 @dataclass
 class _TrackState:
-    crops: deque[np.ndarray]
+    crops: deque[LazyCrop]
     frame_indices: deque[int]
     confidences: deque[float]
     first_timestamp: float
@@ -117,6 +120,10 @@ class ClipBuffer:
         self.encounter_iou = encounter_iou
         self._tracks: dict[int, _TrackState] = {}
         self._generator = np.random.default_rng(camera_id)
+        self.held_frames = HeldFrames(
+            int(config.held_frames_megabytes * 2**20), (config.crop_height, config.crop_width)
+        )
+        """The frames the buffered boxes refer to; ``held_frames.crops_taken`` counts crops."""
 
     @property
     def active_track_ids(self) -> list[int]:
@@ -124,7 +131,8 @@ class ClipBuffer:
 
     @property
     def buffered_crops(self) -> int:
-        """Crops held in memory right now (bounded by max_tracks x max_frames_per_track)."""
+        """Boxes buffered right now, cropped or not (at most max_tracks x
+        max_frames_per_track)."""
         return sum(len(state.crops) for state in self._tracks.values())
 
     def update(self, frame_detections: FrameDetections) -> ClipBufferOutput:
@@ -143,17 +151,19 @@ class ClipBuffer:
             else np.ones(len(detections), dtype=np.float32)
         )
         meeting = self._meeting(np.asarray(detections.xyxy))
-        for box, track_id, confidence, met in zip(
-            detections.xyxy, track_ids, confidences, meeting, strict=True
+        crops = self.held_frames.add(frame.image, np.asarray(detections.xyxy))
+        for box, crop, track_id, confidence, met in zip(
+            detections.xyxy, crops, track_ids, confidences, meeting, strict=True
         ):
             track_id = int(track_id)
-            crop = self._crop(frame.image, box)
             state = self._tracks.get(track_id)
             if state is None:
                 self._make_room(frame.timestamp, output)
                 state = self._new_state(frame_detections, box, float(confidence))
                 self._tracks[track_id] = state
                 output.started.append(self._track_event(track_id, state))
+            if len(state.crops) == state.crops.maxlen:
+                state.crops[0].release()  # about to be dropped: no clip samples it again
             state.crops.append(crop)
             state.frame_indices.append(frame.frame_index)
             state.confidences.append(float(confidence))
@@ -180,9 +190,7 @@ class ClipBuffer:
     def reset(self) -> None:
         """Drop every buffer without emitting anything."""
         self._tracks.clear()
-
-    def _crop(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        return crop_box(image, box, (self.config.crop_height, self.config.crop_width))
+        self.held_frames.clear()
 
     def _new_state(
         self, frame_detections: FrameDetections, box: np.ndarray, confidence: float
@@ -259,7 +267,7 @@ class ClipBuffer:
         return Clip(
             camera_id=self.camera_id,
             track_id=track_id,
-            crops=np.stack([crops[i] for i in indices]),
+            crops=np.stack([crops[i].array() for i in indices]),
             frame_indices=np.asarray([frame_indices[i] for i in indices], dtype=np.int64),
             quality=float(confidences.mean() * distinct_fraction),
             final=final,
@@ -287,6 +295,8 @@ class ClipBuffer:
         has_new_frames = state.frames_seen > state.frames_at_last_clip
         if has_new_frames and len(state.crops) >= self.config.min_frames:
             output.clips.append(self._emit(track_id, state, final=True))
+        for crop in state.crops:
+            crop.release()
         output.ended.append(self._track_event(track_id, state))
 
     def _track_event(self, track_id: int, state: _TrackState) -> TrackEvent:
@@ -301,19 +311,4 @@ class ClipBuffer:
         )
 
 
-def crop_box(image: np.ndarray, box: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Cut one box out of a frame and resize it (bilinear) to the encoder input.
-
-    Args:
-        image: uint8 ``(H, W, 3)`` BGR frame.
-        box: ``(4,)`` xyxy pixels; clipped to the frame, at least one pixel wide and high.
-        size: ``(height, width)`` of the crop.
-
-    Returns:
-        uint8 ``(height, width, 3)`` BGR.
-    """
-    height, width = image.shape[:2]
-    x1, y1, x2, y2 = (round(float(value)) for value in box)
-    x1, y1 = max(0, min(x1, width - 1)), max(0, min(y1, height - 1))
-    x2, y2 = max(x1 + 1, min(x2, width)), max(y1 + 1, min(y2, height))
-    return cv2.resize(image[y1:y2, x1:x2], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+__all__ = ["Clip", "ClipBuffer", "ClipBufferOutput", "TrackEvent", "crop_box"]

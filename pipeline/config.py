@@ -220,6 +220,12 @@ class ClipsConfig(StrictModel):
     max_tracks: int = Field(default=256, ge=1, description="per camera")
     min_frames: int = Field(default=4, ge=1, description="shorter tracks never emit a clip")
     track_end_seconds: float = Field(default=1.5, gt=0, description="unseen this long = ended")
+    held_frames_megabytes: float = Field(
+        default=128.0,
+        ge=0,
+        description="per camera: frames kept for crops taken when a clip samples them; 0: crop "
+        "every box at once (pipeline/lazy_crops.py)",
+    )
 
 
 class EncoderConfig(StrictModel):
@@ -474,6 +480,25 @@ class MetricsConfig(StrictModel):
     )
 
 
+class StagesConfig(StrictModel):
+    """How the stages of the loop run (``pipeline/runner.py``, ``pipeline/stages.py``)."""
+
+    pipelined: bool = Field(
+        default=True,
+        description="detect the next batch while the loop handles the previous; false: serial",
+    )
+    detect_ahead_batches: int = Field(
+        default=2, ge=1, description="detected batches waiting for the loop, at most"
+    )
+    publish_async: bool = Field(
+        default=True,
+        description="publish to Redis on a thread of its own (pipeline/publish_thread.py)",
+    )
+    publish_queue_batches: int = Field(
+        default=1024, ge=1, description="batches of events waiting for that thread, at most"
+    )
+
+
 class CrosscamConfig(StrictModel):
     """The whole configuration of one crosscam run."""
 
@@ -487,6 +512,7 @@ class CrosscamConfig(StrictModel):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
     secrets_file: Path | None = Field(
         default=None, description="KEY=VALUE lines for ${KEY} in URIs (environment wins)"
     )

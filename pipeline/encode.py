@@ -3,7 +3,8 @@
 Clips from every camera go into one queue. A worker thread takes the first waiting clip, then
 gathers more until ``max_batch`` clips or ``max_wait_ms`` have passed, runs the engine once on
 the batch, and hands each embedding back with its clip. Clips of different lengths (``all``
-sampling) are batched separately.
+sampling) are batched separately. Each batch is assembled in one reused host buffer
+(``pipeline/clip_batch.py``; page-locked when the encoder runs on CUDA).
 
 Overload: at most ``max_pending_clips`` clips wait (a clip is about 0.8 MB; unbounded, an
 overloaded pipeline's memory and latency grow without limit). What happens beyond that is the
@@ -29,6 +30,7 @@ from typing import Literal
 import numpy as np
 
 from engines.base import Engine, EngineSpec, load_engine
+from pipeline.clip_batch import ClipBatchBuffer
 from pipeline.clips import Clip
 from pipeline.config import EncoderConfig
 from pipeline.identity import EmbeddedClip
@@ -66,7 +68,8 @@ class BatchingEncoder:
     ``on_batch`` (if given) receives ``(batch_size, latency_ms)`` after each engine call.
     ``max_pending_clips`` (default ``4 * max_batch``) bounds the waiting clips and ``overflow``
     (``block`` or ``shed``) says what happens beyond it (module docstring); ``clips_dropped``
-    counts the clips shed.
+    counts the clips shed. ``pinned``: the batches' host buffer is page-locked memory (an
+    engine on CUDA).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class BatchingEncoder:
         on_batch: Callable[[int, float], None] | None = None,
         max_pending_clips: int | None = None,
         overflow: Literal["block", "shed"] = "block",
+        pinned: bool = False,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
@@ -89,6 +93,7 @@ class BatchingEncoder:
         self.clips_encoded = 0
         self.clips_dropped = 0
         self.batches_run = 0
+        self.host_buffer = ClipBatchBuffer(max_batch, pinned)
         self._inbox: deque[Clip] = deque()
         self._outbox: queue.Queue[EmbeddedClip] = queue.Queue()
         self._pending = 0
@@ -195,7 +200,7 @@ class BatchingEncoder:
     def _encode(self, clips: list[Clip]) -> None:
         started = time.monotonic()
         try:
-            embeddings = self.engine.infer(clips_to_batch(clips))
+            embeddings = self.engine.infer(self.host_buffer.fill(clips))
             if len(embeddings) != len(clips):  # checked here: a raise below would end the worker
                 raise ValueError(f"{len(embeddings)} embeddings for {len(clips)} clips")
         except Exception:

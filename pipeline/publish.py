@@ -46,6 +46,10 @@ from pipeline.track_ledger import TrackLedger, is_left_open_end
 logger = logging.getLogger(__name__)
 
 
+IdentityFields = dict[str, bytes | str]
+"""The ``<p>:identity:<global_id>`` hash of one identity."""
+
+
 class StreamRecord(Protocol):
     """Anything published to a stream: events (``pipeline/events.py``) and clip messages."""
 
@@ -130,7 +134,7 @@ class RedisPublisher:
         self._raise_max_global_id = self._client.register_script(RAISE_MAX_GLOBAL_ID)
         self.ledger = TrackLedger(self._client, config.key_prefix) if track_ledger else None
         self._events: deque[StreamRecord] = deque()
-        self._identities: dict[int, dict[str, bytes | str]] = {}
+        self._identities: dict[int, IdentityFields] = {}
         self._removed: set[int] = set()
         self._sequence = 0
         self._max_global_id = 0
@@ -172,6 +176,17 @@ class RedisPublisher:
 
         Returns the events that reached Redis during this call.
         """
+        self.stage(events, identity_snapshots(changed), removed)
+        return self.send_staged()
+
+    def stage(
+        self,
+        events: Sequence[StreamRecord],
+        identities: dict[int, IdentityFields],
+        removed: list[int] | None = None,
+    ) -> None:
+        """Queue events (numbered here, in order) and identity snapshots
+        (:func:`identity_snapshots`) without sending; spooled while Redis is down."""
         for event in events:
             self._sequence += 1
             event.event_id = f"{self.run_id}:{self._sequence}"
@@ -180,14 +195,17 @@ class RedisPublisher:
         for _ in range(max(0, overflow)):
             self._events.popleft()
             self.counters.events_dropped += 1
-        for identity in changed or []:
-            self._identities[identity.global_id] = _identity_fields(identity)
-            self._removed.discard(identity.global_id)
+        for global_id, fields in identities.items():
+            self._identities[global_id] = fields
+            self._removed.discard(global_id)
         for global_id in removed or []:
             self._identities.pop(global_id, None)
             self._removed.add(global_id)
         if not self.connected:
             self._spill()
+
+    def send_staged(self) -> list[StreamRecord]:
+        """Send everything queued unless waiting to retry; the events that reached Redis."""
         if time.monotonic() < self._retry_at:
             return []
         return self._send()
@@ -358,9 +376,15 @@ class RedisPublisher:
         self.connected = False
 
 
-def _identity_fields(identity: Identity) -> dict[str, bytes | str]:
+def identity_snapshots(changed: list[Identity] | None) -> dict[int, IdentityFields]:
+    """Global id -> the hash fields of each changed identity, as it is now (the matcher goes
+    on changing its identities while a publisher thread sends)."""
+    return {identity.global_id: _identity_fields(identity) for identity in changed or []}
+
+
+def _identity_fields(identity: Identity) -> IdentityFields:
     embedding = np.asarray(identity.feature, dtype="<f4")
-    fields: dict[str, bytes | str] = {
+    fields: IdentityFields = {
         "schema_version": str(SCHEMA_VERSION),
         "global_id": str(identity.global_id),
         "first_seen": f"{identity.first_seen:.3f}",

@@ -2,11 +2,16 @@
 
 Each tick takes at most one frame per camera, detects persons in all of them with one batched
 forward, tracks and buffers per camera, hands finished clips to the batching encoder (its own
-thread) and matches whatever clips it has embedded since the last tick. Events reach Redis in
-the same tick. ``stop()`` (called from a signal handler) ends the loop; the shutdown path then
-flushes clip buffers, encodes and matches what is in flight, publishes it and closes outputs.
-``request_reload()`` (SIGHUP) makes the loop re-read the config between ticks and stop, start
-or restart the cameras that changed (``pipeline/reload.py``).
+thread) and matches whatever clips it has embedded since the last tick. Events are handed to
+the publisher in the same tick: to its own thread (``stages.publish_async``, the default;
+``pipeline/publish_thread.py``), or sent to Redis in the loop. Pipelined
+(``stages.pipelined``, the default), the gather and detection of tick ``n + 1`` run on a
+thread of their own (``pipeline/stages.py``) while tick ``n`` is handled here; the serial loop
+does one after the other, with the same outputs on file replay. ``stop()`` (called from a
+signal handler) ends the loop; the shutdown path then flushes clip buffers, encodes and
+matches what is in flight, publishes it and closes outputs. ``request_reload()`` (SIGHUP)
+makes the loop re-read the config between ticks and stop, start or restart the cameras that
+changed (``pipeline/reload.py``).
 """
 
 from __future__ import annotations
@@ -46,11 +51,13 @@ from pipeline.identity import (
     restore_gallery,
 )
 from pipeline.mtmc import MtmcRecorder
-from pipeline.publish import StreamRecord, build_publisher
+from pipeline.publish import RedisPublisher, StreamRecord, build_publisher
+from pipeline.publish_thread import AsyncPublisher
 from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
+from pipeline.stages import DetectionAhead
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
 from pipeline.track_boxes import BoxHistory, TrackBoxes
@@ -130,13 +137,19 @@ class Pipeline:
             config.encoder.max_wait_ms,
             on_batch=lambda size, ms: self.latency.record("encode", ms),
             overflow=self._encoder_overflow(),
+            pinned=config.encoder.device.startswith("cuda"),
         )
         # the matcher gets its own copy: re-association is widened after a camera reconnects
         self.identity = IdentityService(config.matching.model_copy())
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.reconnects = ReconnectWatcher()
         self.matcher = self.identity.matcher
-        self.publisher = build_publisher(config, redis_url, run_id, edge_name)
+        publisher = build_publisher(config, redis_url, run_id, edge_name)
+        self.publisher: RedisPublisher | AsyncPublisher = (
+            AsyncPublisher(publisher, self._record_sent, config.stages.publish_queue_batches)
+            if config.stages.publish_async
+            else publisher
+        )
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.track_log = self._track_log()
         """Whole tracks for the identity passes (``pipeline.identity.refine``)."""
@@ -261,34 +274,80 @@ class Pipeline:
             self._continue_tracks()
             for source in self.sources:
                 source.start()
-        gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
         try:
-            while self.gallery_read and not self._stop.is_set():
-                if self._out_of_time():
-                    logger.info("max_seconds reached; stopping")
-                    break
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self.apply_reload()
-                frames = gatherer.gather()
-                if not frames:
-                    if self._reload.is_set() and not self._stop.is_set():
-                        continue
-                    if gatherer.finished:
-                        logger.info(
-                            "every camera has ended or failed (%s); stopping",
-                            _describe_states(self.sources),
-                        )
-                    elif self._out_of_time():
-                        logger.info("max_seconds reached; stopping")
-                    break
-                self._handle_reconnects()
-                self._tick(self.detector_stage(frames))
-                if self.on_tick is not None:
-                    self.on_tick(self)
+            if self.gallery_read and self.config.stages.pipelined:
+                self._run_pipelined()
+            elif self.gallery_read:
+                self._run_serial()
         finally:
             result = self._shutdown()
         return result
+
+    def _run_serial(self) -> None:
+        """Gather, detect and handle one batch after the other (``stages.pipelined: false``)."""
+        gatherer = FrameGatherer(self.sources, should_stop=self._interrupted)
+        while not self._stop.is_set():
+            if self._out_of_time():
+                logger.info("max_seconds reached; stopping")
+                break
+            if self._reload.is_set():
+                self._reload.clear()
+                self.apply_reload()
+            frames = gatherer.gather()
+            if not frames:
+                if self._reload.is_set() and not self._stop.is_set():
+                    continue
+                self._log_end(gatherer)
+                break
+            self._handle_reconnects()
+            self._tick(self.detector_stage(frames))
+            if self.on_tick is not None:
+                self.on_tick(self)
+
+    def _run_pipelined(self) -> None:
+        """Detect the next batch on a thread of its own while this one handles the previous
+        (``pipeline/stages.py``): same batches in the same order, same reload and end points
+        as :meth:`_run_serial`. A stop lets the batches already detected through."""
+        gatherer = FrameGatherer(self.sources)
+        ahead = DetectionAhead(
+            gatherer.gather,
+            self.detector_stage,
+            self._interrupted,
+            self.config.stages.detect_ahead_batches,
+        )
+        gatherer.should_stop = ahead.should_stop_gathering
+        ahead.start()
+        try:
+            while True:
+                detected = ahead.next()
+                if detected is None:  # paused: every camera ended, or interrupted
+                    if self._stop.is_set() or self._out_of_time():
+                        self._log_end(gatherer)
+                        break
+                    if self._reload.is_set():
+                        self._reload.clear()
+                        self.apply_reload()
+                        ahead.resume()
+                        continue
+                    self._log_end(gatherer)
+                    break
+                self._handle_reconnects()
+                self._tick(detected)
+                if self.on_tick is not None:
+                    self.on_tick(self)
+        finally:
+            ahead.close()
+
+    def _log_end(self, gatherer: FrameGatherer) -> None:
+        """Say why the loop ends (a stop request needs no line)."""
+        if self._stop.is_set():
+            return
+        if gatherer.finished:
+            logger.info(
+                "every camera has ended or failed (%s); stopping", _describe_states(self.sources)
+            )
+        elif self._out_of_time():
+            logger.info("max_seconds reached; stopping")
 
     def _handle_reconnects(self) -> None:
         """Widen re-association after a camera reconnect: here, or, as an edge, in the
@@ -498,15 +557,23 @@ class Pipeline:
         return None if self.box_history is None else self.box_history.take(camera_id, track_id)
 
     def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
+        """Publish in order; asynchronous (``stages.publish_async``): handed to the publisher
+        thread, which reports what it sent to :meth:`_record_sent`."""
         started = time.monotonic()
         if result is None:
             sent = self.publisher.publish(events)
         else:
             sent = self.publisher.publish(events, result.changed, result.removed)
-        finished = time.monotonic()
-        self.latency.record("publish", (finished - started) * 1000.0)
+        if isinstance(self.publisher, RedisPublisher):
+            finished = time.monotonic()
+            self._record_sent(sent, (finished - started) * 1000.0, finished)
+
+    def _record_sent(self, sent: list[StreamRecord], send_ms: float, sent_at: float) -> None:
+        """Latency and counts of events that reached Redis (from the publisher thread when
+        asynchronous)."""
+        self.latency.record("publish", send_ms)
         for event in sent:
-            self.latency.record("frame_to_event", (finished - event.captured_at) * 1000.0)
+            self.latency.record("frame_to_event", (sent_at - event.captured_at) * 1000.0)
         self.totals.events += len(sent)
 
     def _end_of_run_pass(self) -> Callable[[int, int, int], int]:

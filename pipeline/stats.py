@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -80,28 +81,32 @@ FrameKey = tuple[int, int]
 class FrameTimeline:
     """Monotonic stage times per frame: the one place the pipeline stamps frames.
 
-    ``stamp`` is called by the runner after each stage; a benchmark reads ``rows()`` at the end.
-    Memory is bounded: past ``capacity`` frames the oldest are forgotten.
+    ``stamp`` is called by the runner after each stage (from the loop and the detection
+    thread, ``pipeline/stages.py``); a benchmark reads ``rows()`` at the end. Memory is
+    bounded: past ``capacity`` frames the oldest are forgotten.
     """
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._frames: dict[FrameKey, dict[str, float]] = {}
+        self._lock = threading.Lock()
 
     def stamp(self, stage: str, keys: Iterable[FrameKey], at: float) -> None:
         """Record that ``stage`` finished at monotonic time ``at`` for every frame of ``keys``;
         a stage already stamped for a frame keeps its first time."""
-        for key in keys:
-            stamps = self._frames.get(key)
-            if stamps is None:
-                if len(self._frames) >= self.capacity:
-                    del self._frames[next(iter(self._frames))]
-                stamps = self._frames[key] = {}
-            stamps.setdefault(stage, at)
+        with self._lock:
+            for key in keys:
+                stamps = self._frames.get(key)
+                if stamps is None:
+                    if len(self._frames) >= self.capacity:
+                        del self._frames[next(iter(self._frames))]
+                    stamps = self._frames[key] = {}
+                stamps.setdefault(stage, at)
 
     def rows(self) -> list[tuple[FrameKey, dict[str, float]]]:
         """Every frame's stamps, in first-stamped order."""
-        return list(self._frames.items())
+        with self._lock:
+            return list(self._frames.items())
 
     def __len__(self) -> int:
         return len(self._frames)

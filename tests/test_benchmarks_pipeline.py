@@ -126,8 +126,11 @@ def test_aggregate_spreads_over_repetitions() -> None:
         Measurement("crosscam", 2, wall_seconds=10.0, frames=f, latency={"x": [1.0, 3.0]})
         for f in (80, 100, 90)
     ]
+    for run in runs:
+        run.clips = 18
     table = aggregate(runs)["crosscam|2"]
     assert table["frames_per_second"] == {"median": 9.0, "min": 8.0, "max": 10.0, "n": 3}
+    assert table["clips_per_frame"] == {"median": 0.2, "min": 0.18, "max": 0.225, "n": 3}
     assert table["latency_ms"]["x"]["p50"]["median"] == 2.0
 
 
