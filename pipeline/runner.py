@@ -11,7 +11,8 @@ does one after the other, with the same outputs on file replay. ``stop()`` (call
 signal handler) ends the loop; the shutdown path then flushes clip buffers, encodes and
 matches what is in flight, publishes it and closes outputs. ``request_reload()`` (SIGHUP)
 makes the loop re-read the config between ticks and stop, start or restart the cameras that
-changed (``pipeline/reload.py``).
+changed (``pipeline/reload.py``). What the loop produces goes to its sink
+(``pipeline/sinks.py``): matched here (the single process), or sent to the matchers (an edge).
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ from typing import Literal
 
 import redis
 
-from pipeline.clip_messages import (
-    clip_message,
-    ended_message,
-    left_open_message,
-    reconnected_message,
-    started_message,
-)
 from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
@@ -48,19 +42,18 @@ from pipeline.identity import (
     known_homographies,
     reconcile,
     refine_identities,
-    restore_gallery,
 )
 from pipeline.mtmc import MtmcRecorder
 from pipeline.publish import RedisPublisher, StreamRecord, build_publisher
 from pipeline.publish_thread import AsyncPublisher
-from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
+from pipeline.reconnect import ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
+from pipeline.sinks import ClipStream, LocalIdentity, TrackSink
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
 from pipeline.stages import DetectionAhead
 from pipeline.stats import CameraCounters, FrameTimeline, LatencyRecorder, RunTotals
 from pipeline.track import CameraTracker
-from pipeline.track_boxes import BoxHistory, TrackBoxes
 from pipeline.track_ledger import read_track_ledger
 from pipeline.visualize import AnnotatedVideoWriter
 
@@ -141,9 +134,14 @@ class Pipeline:
         )
         # the matcher gets its own copy: re-association is widened after a camera reconnects
         self.identity = IdentityService(config.matching.model_copy())
-        self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.reconnects = ReconnectWatcher()
         self.matcher = self.identity.matcher
+        self.sink: TrackSink = (
+            ClipStream(edge_name)
+            if edge_name is not None
+            else LocalIdentity(self.identity, redis_url, config.redis)
+        )
+        """Where tracks and embedded clips go: matched here, or sent to the matchers."""
         publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.publisher: RedisPublisher | AsyncPublisher = (
             AsyncPublisher(publisher, self._record_sent, config.stages.publish_queue_batches)
@@ -153,12 +151,9 @@ class Pipeline:
         self.mtmc = MtmcRecorder() if config.outputs.save_mtmc else None
         self.track_log = self._track_log()
         """Whole tracks for the identity passes (``pipeline.identity.refine``)."""
-        self.box_history = BoxHistory() if edge_name is not None else None
-        """An edge's boxes per track, sent with the track's next message for the matchers'
-        passes (``pipeline/track_boxes.py``)."""
         self.online_refinement = (
             OnlineRefinement(config.identity, known_homographies(config))
-            if self.track_log is not None and edge_name is None
+            if self.track_log is not None and self.sink.matches
             else None
         )
         self.video = (
@@ -175,7 +170,7 @@ class Pipeline:
         """A log for the end-of-run pass (MTMC output), the online passes, or to save; file
         replays keep every track, live cameras the last ``identity.window_seconds``."""
         config = self.config
-        online = config.identity.refine_every_seconds > 0 and self.edge_name is None
+        online = config.identity.refine_every_seconds > 0 and self.sink.matches
         if not (online or config.outputs.save_mtmc or config.outputs.save_track_log):
             return None
         files = all(source.lockstep for source in self.sources)
@@ -352,15 +347,9 @@ class Pipeline:
     def _handle_reconnects(self) -> None:
         """Widen re-association after a camera reconnect: here, or, as an edge, in the
         matchers, which get a ``reconnected`` message ahead of the new tracks' clips."""
-        reconnected = self.reconnects.poll(self.sources)
-        if self.edge_name is not None:
-            if reconnected:
-                edge = self.edge_name
-                self._publish([reconnected_message(edge, *item) for item in reconnected])
-            return
-        for camera_id, outage_seconds in reconnected:
-            self.continuity.camera_reconnected(camera_id, outage_seconds)
-        self.continuity.refresh()
+        records = self.sink.reconnected(self.reconnects.poll(self.sources))
+        if records:
+            self._publish(records)
 
     def _interrupted(self) -> bool:
         """Stop waiting for frames: a stop or reload request, or the time limit passed (which
@@ -370,13 +359,7 @@ class Pipeline:
     def _restore_gallery(self) -> bool:
         """Read the stored gallery, waiting for Redis (until stopped or out of time); False
         when it never answered. Edges match nothing and need no gallery."""
-        if self.edge_name is not None:
-            return True
-
-        def should_stop() -> bool:
-            return self._stop.is_set() or self._out_of_time()
-
-        return restore_gallery(self.redis_url, self.config.redis, self.matcher, should_stop)
+        return self.sink.restore(lambda: self._stop.is_set() or self._out_of_time())
 
     def _continue_tracks(self) -> None:
         """Continue each camera's track ids after those of earlier runs, and end the tracks a
@@ -402,20 +385,12 @@ class Pipeline:
                 self.trackers[camera_id] = ContinuingTracker(self.trackers[camera_id], track_id + 1)
         if not left_open:
             return
-        if self.edge_name is None:
-            logger.info(
-                "%d tracks of an earlier run were never ended (killed?); publishing their "
-                "track_ended",
-                len(left_open),
-            )
-            self._publish(left_open)
-        else:
-            logger.info(
-                "%d tracks of an earlier run were never ended (killed?); sending their ended "
-                "messages to the matchers",
-                len(left_open),
-            )
-            self._publish([left_open_message(self.edge_name, event) for event in left_open])
+        logger.info(
+            "%d tracks of an earlier run were never ended (killed?); %s",
+            len(left_open),
+            self.sink.left_open_action,
+        )
+        self._publish(self.sink.left_open(left_open))
 
     def detector_stage(self, frames: list[Frame]) -> list[FrameDetections]:
         started = time.monotonic()
@@ -464,8 +439,7 @@ class Pipeline:
                 self.mtmc.update(tracked)
             if self.track_log is not None:
                 self.track_log.add_frame(tracked)
-            if self.box_history is not None:
-                self.box_history.update(tracked)
+            self.sink.observe(tracked)
             if self.video is not None:
                 self.video.update(tracked, self.matcher.global_id_of)
         self._handle_buffer_output(output)
@@ -500,22 +474,7 @@ class Pipeline:
         final_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
         self.totals.clips_emitted += len(output.clips)
         self.encoder.submit(output.clips)
-        records: list[StreamRecord]
-        if self.edge_name is None:
-            records = [*self.identity.started(output.started)]
-            records += self.identity.ended(output.ended, final_keys)
-        else:
-            records = [started_message(self.edge_name, track) for track in output.started]
-            records += [
-                ended_message(
-                    self.edge_name,
-                    track,
-                    (track.camera_id, track.track_id) in final_keys,
-                    self._boxes_of(track.camera_id, track.track_id),
-                )
-                for track in output.ended
-            ]
-        self._publish(records)
+        self._publish(self.sink.tracks(output.started, output.ended, final_keys))
 
     def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
         self.totals.clips_encoded += len(embedded)
@@ -526,35 +485,19 @@ class Pipeline:
         if timeline is not None:
             for item in embedded:
                 timeline.stamp("encode", _clip_keys([item.clip]), item.encoded_at)
-        if self.edge_name is not None:
-            self._publish(
-                [
-                    clip_message(
-                        self.edge_name,
-                        item,
-                        self._boxes_of(item.clip.camera_id, item.clip.track_id),
-                    )
-                    for item in embedded
-                ]
-            )
-            if timeline is not None:
-                timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
-            return
         if not embedded:
             self._publish([])
             return
         started = time.monotonic()
-        result = self.identity.embedded(embedded)
+        records, result = self.sink.clips(embedded)
         matched_at = time.monotonic()
-        self.latency.record("match", (matched_at - started) * 1000.0)
-        self._publish(result.events, result)
+        if self.sink.matches:
+            self.latency.record("match", (matched_at - started) * 1000.0)
+        self._publish(records, result)
         if timeline is not None:
-            timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
+            if self.sink.matches:
+                timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
             timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
-
-    def _boxes_of(self, camera_id: int, track_id: int) -> TrackBoxes | None:
-        """An edge's boxes of a track since its previous message."""
-        return None if self.box_history is None else self.box_history.take(camera_id, track_id)
 
     def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
         """Publish in order; asynchronous (``stages.publish_async``): handed to the publisher
@@ -588,7 +531,7 @@ class Pipeline:
         # learned again from every track: the online passes keep the first fit they found
         known = known_homographies(self.config)
         refinement = refine_identities(self.track_log, self.config.identity, known)
-        if self.edge_name is None:
+        if self.sink.matches:
             merged = reconcile(refinement, self.matcher)
             self._publish(merged.events, merged)
         global_ids = refinement.global_ids(online)
@@ -611,8 +554,7 @@ class Pipeline:
         self._handle_buffer_output(flushed)
         self._match_and_publish(self.encoder.drain())
         self.encoder.close()
-        if self.edge_name is None:
-            self._publish(self.identity.pending_ends())
+        self._publish(self.sink.pending_ends())
         self._finish_online_passes()
         final_identities = self._end_of_run_pass()
         all_sent = self.publisher.flush()
