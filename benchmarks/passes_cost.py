@@ -3,7 +3,7 @@ the background worker, side by side on the same footage.
 
     python -m benchmarks.passes_cost --streams configs/demo.yaml [--duration 60] [--repeats 2]
 
-Each repetition runs the single-process pipeline (``benchmarks.pipeline``'s runner: fresh
+Each repetition runs the single-process pipeline (``benchmarks.pipeline.run_crosscam``: fresh
 embedded Redis, models warmed up, files replayed ``fast``) three times over the same
 ``--duration`` media seconds, in alternating order: ``off`` (``identity.refine_every_seconds
 =0``), ``inline`` (a pass every ``refine_every_seconds`` of footage, run in the loop) and
@@ -21,7 +21,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import track
 
-from benchmarks.pipeline import set_replay
+from benchmarks.pipeline import run_crosscam, set_replay
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,32 +41,14 @@ VARIANTS = {
 
 def measure(config: CrosscamConfig) -> dict[str, float]:
     """One pipeline run: frames processed, seconds to the last tick, passes reconciled."""
-    import tempfile
-
-    from pipeline.redis_server import EmbeddedRedis
-    from pipeline.runner import Pipeline
-
-    config = config.model_copy(deep=True)
-    with tempfile.TemporaryDirectory(prefix="crosscam-passes-") as scratch:
-        scratch_path = Path(scratch)
-        config.outputs.run_directory = scratch_path
-        config.outputs.save_video = None
-        config.redis.restore_identities = False
-        config.redis.spool_directory = scratch_path / "spool"
-        with EmbeddedRedis(scratch_path / "redis") as server:
-            pipeline = Pipeline(config, server.url, f"passes-{int(time.time())}", scratch_path)
-            ticks: list[float] = []
-            pipeline.on_tick = lambda _: ticks.append(time.monotonic())
-            started = time.monotonic()
-            result = pipeline.run()
-    online = pipeline.online_refinement
-    seconds = (ticks[-1] if ticks else time.monotonic()) - started
+    run = run_crosscam(config, "crosscam")
+    seconds = float(run.extra["seconds_to_last_tick"])
     return {
-        "frames": float(result.totals.frames),
+        "frames": float(run.frames),
         "seconds": seconds,
-        "frames_per_second": result.totals.frames / seconds if seconds > 0 else float("nan"),
-        "passes": float(online.passes if online is not None else 0),
-        "pass_seconds": online.seconds_total if online is not None else 0.0,
+        "frames_per_second": run.frames / seconds if seconds > 0 else float("nan"),
+        "passes": float(run.extra["identity_passes"]),
+        "pass_seconds": float(run.extra["identity_pass_seconds"]),
     }
 
 

@@ -250,6 +250,8 @@ def run_crosscam(
             clip_shape = (2, clips.clip_length, 3, clips.crop_height, clips.crop_width)
             pipeline.encoder.engine.infer(np.zeros(clip_shape, dtype=np.float32))
             pipeline.timeline = FrameTimeline()
+            ticks: list[float] = []
+            pipeline.on_tick = lambda _: ticks.append(time.monotonic())
             with ResourceSampler() as sampler:
                 started = time.monotonic()
                 result = pipeline.run()
@@ -258,6 +260,7 @@ def run_crosscam(
             if embedded is not None:
                 embedded.stop()
     rows = pipeline.timeline.rows()
+    online = pipeline.online_refinement
     latency = {f"{stage}_compute": list(result.latency.samples(stage)) for stage in LATENCY_STAGES}
     latency["frame_to_event"] = latency.pop("frame_to_event_compute")
     latency |= {f"{stage}_wait": v for stage, v in timeline_gaps(rows).items()}
@@ -281,6 +284,9 @@ def run_crosscam(
                 buffer.held_frames.crops_taken for buffer in pipeline.buffers.values()
             ),
             "processed_frames": [key for key, stamps in rows if "detect" in stamps],
+            "seconds_to_last_tick": (ticks[-1] - started) if ticks else wall,
+            "identity_passes": online.passes if online is not None else 0,
+            "identity_pass_seconds": online.seconds_total if online is not None else 0.0,
         },
     )
 

@@ -283,3 +283,32 @@ def test_readme_performance_table_keeps_every_accuracy_column() -> None:
     section = performance_section(REPOSITORY_ROOT / "benchmarks" / "results" / "vm")
     header = next(line for line in section.splitlines() if line.startswith("| system |"))
     assert all(f"| {title} |" in header + " |" for title in ACCURACY_COLUMNS.values())
+
+
+def test_passes_cost_ratios_pair_runs_of_one_repetition():
+    import argparse
+
+    from benchmarks.passes_cost import markdown, summarise
+
+    def run(frames_per_second: float) -> dict[str, float]:
+        return {
+            "frames": 100.0,
+            "seconds": 100.0 / frames_per_second,
+            "frames_per_second": frames_per_second,
+            "passes": 3.0,
+            "pass_seconds": 0.5,
+        }
+
+    arguments = argparse.Namespace(
+        machine="test", streams=Path("configs/demo.yaml"), duration=60.0, repeats=2
+    )
+    runs = {
+        "off": [run(10.0), run(20.0)],
+        "inline": [run(9.0), run(19.0)],
+        "background": [run(10.0), run(20.0)],
+    }
+    report = summarise(arguments, runs)
+    assert report["variants"]["inline"]["ratios"] == [0.9, 0.95]
+    assert report["variants"]["inline"]["ratio_to_off"] == 0.925
+    assert report["variants"]["background"]["ratio_to_off"] == 1.0
+    assert "| inline | 14.0 |" in markdown(report)
