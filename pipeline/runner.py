@@ -506,10 +506,9 @@ class Pipeline:
                         self._boxes_of(item.clip.camera_id, item.clip.track_id),
                     )
                     for item in embedded
-                ]
+                ],
+                stamped=embedded,
             )
-            if timeline is not None:
-                timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
             return
         if not embedded:
             self._publish([])
@@ -518,26 +517,40 @@ class Pipeline:
         result = self.identity.embedded(embedded)
         matched_at = time.monotonic()
         self.latency.record("match", (matched_at - started) * 1000.0)
-        self._publish(result.events, result)
         if timeline is not None:
             timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
-            timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
+        self._publish(result.events, result, stamped=embedded)
 
     def _boxes_of(self, camera_id: int, track_id: int) -> TrackBoxes | None:
         """An edge's boxes of a track since its previous message."""
         return None if self.box_history is None else self.box_history.take(camera_id, track_id)
 
-    def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
+    def _publish(
+        self,
+        events: Sequence[StreamRecord],
+        result: MatchResult | None = None,
+        stamped: list[EmbeddedClip] | None = None,
+    ) -> None:
         """Publish in order; asynchronous (``stages.publish_async``): handed to the publisher
-        thread, which reports what it sent to :meth:`_record_sent`."""
+        thread, which reports what it sent to :meth:`_record_sent`. The timeline's ``publish``
+        stamp of the ``stamped`` clips is the time of the send that carried these events."""
+        changed, removed = (None, None) if result is None else (result.changed, result.removed)
+        timeline = self.timeline
+        keys = _clip_keys(item.clip for item in stamped or [])
+
+        def after_send(sent_at: float) -> None:
+            if timeline is not None and keys:
+                timeline.stamp("publish", keys, sent_at)
+
+        if isinstance(self.publisher, AsyncPublisher):
+            stamp = after_send if timeline is not None and keys else None
+            self.publisher.publish(events, changed, removed, after_send=stamp)
+            return
         started = time.monotonic()
-        if result is None:
-            sent = self.publisher.publish(events)
-        else:
-            sent = self.publisher.publish(events, result.changed, result.removed)
-        if isinstance(self.publisher, RedisPublisher):
-            finished = time.monotonic()
-            self._record_sent(sent, (finished - started) * 1000.0, finished)
+        sent = self.publisher.publish(events, changed, removed)
+        finished = time.monotonic()
+        self._record_sent(sent, (finished - started) * 1000.0, finished)
+        after_send(finished)
 
     def _record_sent(self, sent: list[StreamRecord], send_ms: float, sent_at: float) -> None:
         """Latency and counts of events that reached Redis (from the publisher thread when
