@@ -36,6 +36,7 @@ from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
+from pipeline.events import Event, EventType
 from pipeline.frame_rate import frame_rate_or_default
 from pipeline.identity.calibration import known_homographies
 from pipeline.identity.online import OnlineRefinement, reconcile
@@ -49,6 +50,7 @@ from pipeline.publish import RedisPublisher, StreamRecord, build_publisher
 from pipeline.publish_thread import AsyncPublisher
 from pipeline.reconnect import ReconnectContinuity, ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
+from pipeline.refresh_policy import RefreshPolicy
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
 from pipeline.stages import DetectionAhead
@@ -138,6 +140,11 @@ class Pipeline:
         self.continuity = ReconnectContinuity(self.identity.matcher.config)
         self.reconnects = ReconnectWatcher()
         self.matcher = self.identity.matcher
+        clips_config = config.clips
+        if edge_name is not None:  # the identities live in the matchers: refresh as configured
+            clips_config = clips_config.model_copy(update={"refresh_policy": "always"})
+        self.refresh_policy = RefreshPolicy(clips_config)
+        """Which refresh clips get encoded (``clips.refresh_policy``)."""
         publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.publisher: RedisPublisher | AsyncPublisher = (
             AsyncPublisher(publisher, self._record_sent, config.stages.publish_queue_batches)
@@ -470,7 +477,12 @@ class Pipeline:
             self.totals.tracks += 1
         final_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
         self.totals.clips_emitted += len(output.clips)
-        self.encoder.submit(output.clips)
+        self.encoder.submit(self.refresh_policy.admit(output.clips, self.matcher.global_id_of))
+        self.refresh_policy.forget(
+            (track.camera_id, track.track_id)
+            for track in output.ended
+            if (track.camera_id, track.track_id) not in final_keys
+        )
         records: list[StreamRecord]
         if self.edge_name is None:
             records = [*self.identity.started(output.started)]
@@ -516,6 +528,13 @@ class Pipeline:
         started = time.monotonic()
         result = self.identity.embedded(embedded)
         matched_at = time.monotonic()
+        self.refresh_policy.matched((item.clip for item in embedded), self.matcher.global_id_of)
+        self.refresh_policy.request(
+            (event.camera_id, event.track_id)
+            for event in result.events
+            if isinstance(event, Event)
+            and event.type in (EventType.IDENTITY_SPLIT, EventType.IDENTITY_MERGED)
+        )
         self.latency.record("match", (matched_at - started) * 1000.0)
         if timeline is not None:
             timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
