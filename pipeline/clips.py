@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import supervision as sv
@@ -29,6 +30,8 @@ from pipeline.config import ClipsConfig
 from pipeline.lazy_crops import HeldFrames, LazyCrop, crop_box
 from pipeline.records import FrameDetections
 from reid_models.sampling import sample_clip_indices
+
+ClipKind = Literal["first", "refresh", "encounter", "final"]
 
 
 @dataclass
@@ -45,6 +48,10 @@ class Clip:
         last_box: float32 ``(4,)`` xyxy of the newest box.
         captured_at: monotonic time the newest frame of the clip was read (for latency).
         first_box: float32 ``(4,)`` xyxy of the track's first box (same-camera re-association).
+        kind: why it was emitted: ``first`` (the track reached ``T`` frames), ``refresh``
+            (``refresh_seconds`` later), ``encounter`` (a piece before or after boxes met) or
+            ``final`` (the track ended); ``pipeline/refresh_policy.py`` may skip refreshes.
+        box_height: mean height in pixels of the sampled boxes.
     """
 
     camera_id: int
@@ -59,6 +66,8 @@ class Clip:
     last_box: np.ndarray
     captured_at: float
     first_box: np.ndarray | None = None
+    kind: ClipKind = "refresh"
+    box_height: float = 0.0
 
 
 @dataclass
@@ -176,7 +185,8 @@ class ClipBuffer:
             if self.encounter_iou is not None:
                 output.clips.extend(self._encounter_clips(track_id, state, bool(met)))
             if not state.meeting and self._clip_due(state, frame.timestamp):
-                output.clips.append(self._emit(track_id, state, final=False))
+                kind: ClipKind = "first" if state.last_clip_timestamp is None else "refresh"
+                output.clips.append(self._emit(track_id, state, final=False, kind=kind))
         self._end_stale_tracks(frame.timestamp, output)
         return output
 
@@ -226,7 +236,11 @@ class ClipBuffer:
             since = max(state.frames_at_last_clip, state.clear_since or 0)
             unclipped = state.frames_seen - 1 - since  # this frame's crop is in the encounter
             if unclipped >= self.config.min_frames:
-                clips.append(self._emit(track_id, state, final=False, newest=unclipped, skip=1))
+                clips.append(
+                    self._emit(
+                        track_id, state, final=False, newest=unclipped, skip=1, kind="encounter"
+                    )
+                )
             state.clear_since = None
         elif not met and state.meeting:
             state.clear_since = state.frames_seen - 1
@@ -234,7 +248,9 @@ class ClipBuffer:
         if not met and state.clear_since is not None:
             clear = state.frames_seen - state.clear_since
             if clear >= self.config.clip_length:
-                clips.append(self._emit(track_id, state, final=False, newest=clear))
+                clips.append(
+                    self._emit(track_id, state, final=False, newest=clear, kind="encounter")
+                )
                 state.clear_since = None
         return clips
 
@@ -250,6 +266,7 @@ class ClipBuffer:
         final: bool,
         newest: int | None = None,
         skip: int = 0,
+        kind: ClipKind = "refresh",
     ) -> Clip:
         """A clip of the buffered crops, or of the ``newest`` of them but the last ``skip``."""
         frame_count = len(state.crops)
@@ -277,6 +294,8 @@ class ClipBuffer:
             last_box=state.last_box.copy(),
             captured_at=state.captured_at,
             first_box=state.first_box.copy(),
+            kind=kind,
+            box_height=float(np.mean([crops[i].box[3] - crops[i].box[1] for i in indices])),
         )
 
     def _end_stale_tracks(self, now: float, output: ClipBufferOutput) -> None:
@@ -294,7 +313,7 @@ class ClipBuffer:
         state = self._tracks.pop(track_id)
         has_new_frames = state.frames_seen > state.frames_at_last_clip
         if has_new_frames and len(state.crops) >= self.config.min_frames:
-            output.clips.append(self._emit(track_id, state, final=True))
+            output.clips.append(self._emit(track_id, state, final=True, kind="final"))
         for crop in state.crops:
             crop.release()
         output.ended.append(self._track_event(track_id, state))

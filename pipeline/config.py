@@ -226,6 +226,20 @@ class ClipsConfig(StrictModel):
         description="per camera: frames kept for crops taken when a clip samples them; 0: crop "
         "every box at once (pipeline/lazy_crops.py)",
     )
+    refresh_policy: Literal["always", "uncertain"] = Field(
+        default="always",
+        description="always: encode every refresh clip; uncertain: only where it can change a "
+        "decision (pipeline/refresh_policy.py)",
+    )
+    settled_clips: int = Field(
+        default=2, ge=1, description="uncertain: clips in a row on one identity settle a track"
+    )
+    better_crops_factor: float = Field(
+        default=1.2, gt=1, description="uncertain: crops this much taller or better are encoded"
+    )
+    settled_refresh_seconds: float = Field(
+        default=16.0, gt=0, description="uncertain: a settled track still refreshes this often"
+    )
 
 
 class EncoderConfig(StrictModel):

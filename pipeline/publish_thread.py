@@ -40,6 +40,7 @@ class _Batch:
     events: Sequence[StreamRecord]
     identities: dict[int, IdentityFields]
     removed: list[int] | None
+    after_send: Callable[[float], None] | None = None
 
 
 @dataclass
@@ -98,16 +99,19 @@ class AsyncPublisher:
         events: Sequence[StreamRecord],
         changed: list[Identity] | None = None,
         removed: list[int] | None = None,
+        after_send: Callable[[float], None] | None = None,
     ) -> list[StreamRecord]:
         """Hand the batch to the thread; always ``[]`` (events sent go to ``on_sent``).
+        ``after_send(sent_at)`` is called from the thread after the send that tried it.
 
         Raises what the thread raised, if it failed (a full disk under the spool)."""
         self._raise_failure()
-        if not events and not changed and not removed and self._queue.qsize() > 0:
+        idle = not events and not changed and not removed and after_send is None
+        if idle and self._queue.qsize() > 0:
             return []  # an idle tick's retry: the thread is busy anyway
         with self._lock:
             self._queued_events += len(events)
-        self._put(_Batch(list(events), identity_snapshots(changed), removed))
+        self._put(_Batch(list(events), identity_snapshots(changed), removed, after_send))
         return []
 
     def describe_run(self, fields: dict[str, str]) -> None:
@@ -150,13 +154,18 @@ class AsyncPublisher:
             while True:
                 item: _Batch | _Call | _Stop | None = self._queue.get()
                 if isinstance(item, _Batch):
+                    staged: list[_Batch] = []
                     while isinstance(item, _Batch):  # what waited goes out in one send
                         self._stage(item)
+                        staged.append(item)
                         try:
                             item = self._queue.get_nowait()
                         except queue.Empty:
                             item = None
-                    self._send()
+                    sent_at = self._send()
+                    for batch in staged:
+                        if batch.after_send is not None:
+                            batch.after_send(sent_at)
                 if isinstance(item, _Stop):
                     return
                 if isinstance(item, _Call):
@@ -171,9 +180,11 @@ class AsyncPublisher:
         with self._lock:
             self._queued_events -= len(batch.events)
 
-    def _send(self) -> None:
+    def _send(self) -> float:
+        """Send what is staged; the time it finished."""
         started = time.monotonic()
         sent = self.publisher.send_staged()
         finished = time.monotonic()
         if self.on_sent is not None:
             self.on_sent(sent, (finished - started) * 1000.0, finished)
+        return finished

@@ -31,6 +31,7 @@ from pipeline.clips import Clip, ClipBuffer, ClipBufferOutput
 from pipeline.config import CameraConfig, CrosscamConfig
 from pipeline.detect import PersonDetector
 from pipeline.encode import BatchingEncoder, load_encoder_engine
+from pipeline.events import Event, EventType
 from pipeline.frame_rate import frame_rate_or_default
 from pipeline.identity import (
     EmbeddedClip,
@@ -48,6 +49,7 @@ from pipeline.publish import RedisPublisher, StreamRecord, build_publisher
 from pipeline.publish_thread import AsyncPublisher
 from pipeline.reconnect import ReconnectWatcher
 from pipeline.records import Frame, FrameDetections
+from pipeline.refresh_policy import RefreshPolicy
 from pipeline.reload import ContinuingTracker, ReloadPlan, TrackerLike, plan_reload
 from pipeline.sinks import ClipStream, LocalIdentity, TrackSink
 from pipeline.sources import CameraSource, FrameGatherer, SourceState
@@ -142,6 +144,11 @@ class Pipeline:
             else LocalIdentity(self.identity, redis_url, config.redis)
         )
         """Where tracks and embedded clips go: matched here, or sent to the matchers."""
+        clips_config = config.clips
+        if edge_name is not None:  # the identities live in the matchers: refresh as configured
+            clips_config = clips_config.model_copy(update={"refresh_policy": "always"})
+        self.refresh_policy = RefreshPolicy(clips_config)
+        """Which refresh clips get encoded (``clips.refresh_policy``)."""
         publisher = build_publisher(config, redis_url, run_id, edge_name)
         self.publisher: RedisPublisher | AsyncPublisher = (
             AsyncPublisher(publisher, self._record_sent, config.stages.publish_queue_batches)
@@ -473,7 +480,12 @@ class Pipeline:
             self.totals.tracks += 1
         final_keys = {(clip.camera_id, clip.track_id) for clip in output.clips if clip.final}
         self.totals.clips_emitted += len(output.clips)
-        self.encoder.submit(output.clips)
+        self.encoder.submit(self.refresh_policy.admit(output.clips, self.matcher.global_id_of))
+        self.refresh_policy.forget(
+            (track.camera_id, track.track_id)
+            for track in output.ended
+            if (track.camera_id, track.track_id) not in final_keys
+        )
         self._publish(self.sink.tracks(output.started, output.ended, final_keys))
 
     def _match_and_publish(self, embedded: list[EmbeddedClip]) -> None:
@@ -492,24 +504,44 @@ class Pipeline:
         records, result = self.sink.clips(embedded)
         matched_at = time.monotonic()
         if self.sink.matches:
+            self.refresh_policy.matched((item.clip for item in embedded), self.matcher.global_id_of)
+            self.refresh_policy.request(
+                (event.camera_id, event.track_id)
+                for event in result.events
+                if isinstance(event, Event)
+                and event.type in (EventType.IDENTITY_SPLIT, EventType.IDENTITY_MERGED)
+            )
             self.latency.record("match", (matched_at - started) * 1000.0)
-        self._publish(records, result)
-        if timeline is not None:
-            if self.sink.matches:
+            if timeline is not None:
                 timeline.stamp("match", _clip_keys(item.clip for item in embedded), matched_at)
-            timeline.stamp("publish", _clip_keys(i.clip for i in embedded), time.monotonic())
+        self._publish(records, result, stamped=embedded)
 
-    def _publish(self, events: Sequence[StreamRecord], result: MatchResult | None = None) -> None:
+    def _publish(
+        self,
+        events: Sequence[StreamRecord],
+        result: MatchResult | None = None,
+        stamped: list[EmbeddedClip] | None = None,
+    ) -> None:
         """Publish in order; asynchronous (``stages.publish_async``): handed to the publisher
-        thread, which reports what it sent to :meth:`_record_sent`."""
+        thread, which reports what it sent to :meth:`_record_sent`. The timeline's ``publish``
+        stamp of the ``stamped`` clips is the time of the send that carried these events."""
+        changed, removed = (None, None) if result is None else (result.changed, result.removed)
+        timeline = self.timeline
+        keys = _clip_keys(item.clip for item in stamped or [])
+
+        def after_send(sent_at: float) -> None:
+            if timeline is not None and keys:
+                timeline.stamp("publish", keys, sent_at)
+
+        if isinstance(self.publisher, AsyncPublisher):
+            stamp = after_send if timeline is not None and keys else None
+            self.publisher.publish(events, changed, removed, after_send=stamp)
+            return
         started = time.monotonic()
-        if result is None:
-            sent = self.publisher.publish(events)
-        else:
-            sent = self.publisher.publish(events, result.changed, result.removed)
-        if isinstance(self.publisher, RedisPublisher):
-            finished = time.monotonic()
-            self._record_sent(sent, (finished - started) * 1000.0, finished)
+        sent = self.publisher.publish(events, changed, removed)
+        finished = time.monotonic()
+        self._record_sent(sent, (finished - started) * 1000.0, finished)
+        after_send(finished)
 
     def _record_sent(self, sent: list[StreamRecord], send_ms: float, sent_at: float) -> None:
         """Latency and counts of events that reached Redis (from the publisher thread when

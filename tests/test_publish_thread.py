@@ -96,3 +96,15 @@ def test_publish_returns_at_once_while_redis_is_down_and_the_spool_replays_in_or
     finally:
         first.kill()
         second.stop()
+
+
+def test_after_send_follows_the_send_that_carried_the_batch(tmp_path: Path):
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        threaded = AsyncPublisher(publisher(server.url, "stamps"))
+        sent_at: list[float] = []
+        handed = time.monotonic()
+        threaded.publish([make_event(0)], after_send=sent_at.append)
+        assert threaded.flush()
+        threaded.close()
+        assert len(sent_at) == 1 and sent_at[0] >= handed
+        assert event_ids(server.url, "stamps") == ["stamps:1"]
