@@ -346,7 +346,10 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines += [
         "",
         "IDF1/HOTA over all cameras use the global ids across both views (MTMC IDF1); MOTA and "
-        "IDSW are per camera only. ids: predicted identities on the GT samples.",
+        "IDSW are per camera only. ids: predicted identities on the GT samples. DetA and MOTA "
+        "count misses only of people the ground truth has boxes for: one made from the "
+        "detector's own proposals (terrace1's, with a few boxes added by hand; see its "
+        "made_by) flatters them.",
         "",
         "Pairs of matched boxes (TP: same GT person and same predicted identity):",
         "",
