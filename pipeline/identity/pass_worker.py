@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult, Pool
 
 from pipeline.config import IdentityConfig
 from pipeline.identity.homography import ViewHomography
@@ -51,8 +51,8 @@ class PassWorker:
     finished pass once (None while it runs); ``close()`` at the end."""
 
     def __init__(self) -> None:
-        self._executor: ProcessPoolExecutor | None = None
-        self._future: Future[tuple[PackedRecords, Refinement, float]] | None = None
+        self._pool: Pool | None = None
+        self._future: AsyncResult[tuple[PackedRecords, Refinement, float]] | None = None
         self._submitted: tuple[float, bool] = (0.0, False)
 
     @property
@@ -63,7 +63,7 @@ class PassWorker:
     @property
     def finished(self) -> bool:
         """The pass in flight has ended (:meth:`collect` returns it without waiting)."""
-        return self._future is not None and self._future.done()
+        return self._future is not None and self._future.ready()
 
     def submit(
         self,
@@ -76,23 +76,21 @@ class PassWorker:
         """Start a pass over ``window``'s tracks (``given``: homographies not to learn)."""
         if self._future is not None:
             raise RuntimeError("a whole-track pass is already in flight")
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
         packed = PackedRecords.pack(list(window.records.values()))
-        self._future = self._executor.submit(_refine_packed, packed, settings, given)
+        self._future = self._pool.apply_async(_refine_packed, (packed, settings, given))
         self._submitted = (newest, relearn)
 
     def collect(self, wait: bool = False) -> PassResult | None:
         """The finished pass (once), or None while it runs (``wait``: block until it ends).
         A pass that failed in the child is logged and dropped."""
         future = self._future
-        if future is None or not (wait or future.done()):
+        if future is None or not (wait or future.ready()):
             return None
         self._future = None
         try:
-            packed_pieces, refinement, seconds = future.result()
+            packed_pieces, refinement, seconds = future.get()
         except Exception:
             logger.exception("the identity pass failed in its worker process; skipped")
             return None
@@ -106,10 +104,11 @@ class PassWorker:
         self._future = None
 
     def close(self) -> None:
-        """Stop the child (a pass still in flight is dropped)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        """Stop the child at once (a pass still in flight is dropped, not waited for)."""
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
         self._future = None
 
 
