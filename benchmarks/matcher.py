@@ -14,7 +14,8 @@ handed over once the last was reconciled; geometry learned; the end-of-run pass 
 matcher stops), ``calibrated`` (``on`` given the true homographies of the overlapping pairs in
 a calibration file, ``identity.learn_geometry=false``) and, when asked for, ``every``
 (``on`` with the passes inline, one every ``refine_every_seconds`` of footage: what a pass
-costs a matcher that waits for it). Clips/s are reported with and without the end-of-run pass
+costs a matcher that waits for it). The worker process is started before timing, as a
+running matcher's is. Clips/s are reported with and without the end-of-run pass
 (the drain alone: what a running matcher sustains). (The reference matcher that stacks every
 identity's vectors per call, once a variant here, is ``tests/reference_matcher.py``.) Prints
 and saves JSON + markdown under ``benchmarks/results/<machine>/matcher[-<tag>].*``.
@@ -76,6 +77,7 @@ def measure(stream: SyntheticStream, variant: str) -> dict[str, float]:
         matcher = DistributedMatcher(
             config, server.url, "bench", "bench", defer_passes_when_behind=variant != "every"
         )
+        matcher.passes.warm_up()  # a running matcher's worker is up before its first pass
         started = time.perf_counter()
         counters = matcher.run(idle_exit_seconds=1.0)
         seconds = time.perf_counter() - started - 1.0  # the idle wait is not work

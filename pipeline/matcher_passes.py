@@ -84,6 +84,12 @@ class MatcherPasses:
     def _prune_every_seconds(self) -> float:
         return self.settings.refine_every_seconds or 10.0
 
+    def warm_up(self) -> None:
+        """Start the background worker and wait until it is ready (a long-running matcher
+        pays its start-up once, before its first pass)."""
+        if self.online is not None and self.online.worker is not None:
+            self.online.worker.start(wait=True)
+
     @property
     def in_background(self) -> bool:
         """Periodic passes run in a worker process."""

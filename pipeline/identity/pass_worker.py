@@ -6,7 +6,8 @@ pass stalls matching, publishing and (in the single process) the detector loop. 
 :class:`PassWorker` hands the window to one child process instead (``spawn``: the child
 imports only the identity layer, never the detector or encoder) and hands the result back
 when it is ready; the caller polls it between batches and reconciles the live gallery then
-(:mod:`.online`). Tracks and pieces cross the process boundary as a few flat arrays
+(:mod:`.online`). The child runs at a lower CPU priority than the loop (``nice`` 10). Tracks
+and pieces cross the process boundary as a few flat arrays
 (:class:`~pipeline.identity.track_log.PackedRecords`), not one object per box.
 
 A result describes the window when it was handed over; the clips matched meanwhile keep the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
@@ -55,6 +57,16 @@ class PassWorker:
         self._future: AsyncResult[tuple[PackedRecords, Refinement, float]] | None = None
         self._submitted: tuple[float, bool] = (0.0, False)
 
+    def start(self, wait: bool = False) -> None:
+        """Start the child now (else at the first pass); ``wait``: until it is ready (its
+        imports done), as a long-running matcher's is before its first pass."""
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("spawn").Pool(
+                processes=1, initializer=_start_child
+            )
+        if wait:
+            self._pool.apply(_ready)
+
     @property
     def idle(self) -> bool:
         """No pass in flight (a finished one not yet collected counts as in flight)."""
@@ -76,8 +88,8 @@ class PassWorker:
         """Start a pass over ``window``'s tracks (``given``: homographies not to learn)."""
         if self._future is not None:
             raise RuntimeError("a whole-track pass is already in flight")
-        if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(processes=1)
+        self.start()
+        assert self._pool is not None
         packed = PackedRecords.pack(list(window.records.values()))
         self._future = self._pool.apply_async(_refine_packed, (packed, settings, given))
         self._submitted = (newest, relearn)
@@ -125,3 +137,16 @@ def _refine_packed(
     pieces = PackedRecords.pack(list(refinement.pieces.values()))
     refinement.pieces = {}
     return pieces, refinement, time.monotonic() - started
+
+
+def _start_child() -> None:
+    """In the child, once: below the matching loop in CPU priority (a pass is background
+    work; matching and detection are what a user waits for)."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted here: same priority
+        logger.debug("could not lower the identity pass worker's priority")
+
+
+def _ready() -> bool:
+    return True
