@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 import time
 
 import numpy as np
@@ -218,3 +221,33 @@ def test_a_track_moves_onto_its_clusters_identity_once_two_passes_agree():
     assert gallery.global_id_of(1, 160) == person_p
     assert gallery.global_id_of(0, 71) == gallery.global_id_of(0, 70) == person_q
     assert max(gallery.identities) == highest
+
+
+def _background_pass_in_flight() -> tuple[OnlineRefinement, TrackLog, object]:
+    """A background pass over the scene handed to a worker that is up and ready."""
+    log, _ = _scene()
+    gallery = matcher()
+    gallery.update([embedded(0, 60, axis(0), 50.0, 58.0)])
+    gallery.update([embedded(1, 160, axis(1), 50.0, 58.0)])
+    online = OnlineRefinement(IdentityConfig(refine_every_seconds=10.0), {})
+    assert online.worker is not None
+    online.worker.start(wait=True)
+    online._last_refined = 0.0
+    assert online.maybe_refine(log, gallery) is None and online.in_flight
+    return online, log, gallery
+
+
+def test_ctrl_c_reaches_the_pass_worker_without_losing_its_pass():
+    """A terminal's Ctrl-C goes to the whole process group, the worker included; the worker
+    ignores it (the parent stops it after flushing) and its pass still comes back."""
+    online, log, gallery = _background_pass_in_flight()
+    try:
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGINT)
+        deadline = time.monotonic() + 60.0
+        while not online.finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = online.maybe_refine(log, gallery)
+        assert result is not None and online.merges == 1
+    finally:
+        online.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.pool import AsyncResult, Pool
@@ -52,7 +53,9 @@ class PassWorker:
     """``submit(window, settings, given, ...)`` when ``idle``; ``collect()`` returns the
     finished pass once (None while it runs); ``close()`` at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, finish_timeout_seconds: float = 30.0) -> None:
+        self.finish_timeout_seconds = finish_timeout_seconds
+        """How long ``collect(wait=True)`` waits (a child killed from outside never answers)."""
         self._pool: Pool | None = None
         self._future: AsyncResult[tuple[PackedRecords, Refinement, float]] | None = None
         self._submitted: tuple[float, bool] = (0.0, False)
@@ -95,10 +98,19 @@ class PassWorker:
         self._submitted = (newest, relearn)
 
     def collect(self, wait: bool = False) -> PassResult | None:
-        """The finished pass (once), or None while it runs (``wait``: block until it ends).
-        A pass that failed in the child is logged and dropped."""
+        """The finished pass (once), or None while it runs (``wait``: block until it ends, at
+        most ``finish_timeout_seconds``). A pass that failed in the child, or did not end in
+        time (its child killed from outside), is logged and dropped."""
         future = self._future
-        if future is None or not (wait or future.ready()):
+        if future is not None and wait:
+            future.wait(self.finish_timeout_seconds)
+        if future is None or not future.ready():
+            if future is not None and wait:
+                logger.warning(
+                    "the identity pass in flight did not end within %.0f s; dropped",
+                    self.finish_timeout_seconds,
+                )
+                self._future = None
             return None
         self._future = None
         try:
@@ -140,8 +152,11 @@ def _refine_packed(
 
 
 def _start_child() -> None:
-    """In the child, once: below the matching loop in CPU priority (a pass is background
-    work; matching and detection are what a user waits for)."""
+    """In the child, once: deaf to Ctrl-C (a terminal sends SIGINT to the whole process group;
+    the parent stops the child itself, after flushing what is in flight), and below the
+    matching loop in CPU priority (a pass is background work; matching and detection are what
+    a user waits for)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(10)
     except OSError:  # not permitted here: same priority
