@@ -11,7 +11,6 @@ from pipeline.identity.homography import (
     fit_homography,
     learn_view_homography,
     project,
-    transfer_error,
 )
 from pipeline.identity.refine import centred_embeddings, learn_homographies
 from pipeline.identity.track_log import TrackLog
@@ -30,6 +29,17 @@ def learn_homographies_of(log: TrackLog, settings: IdentityConfig) -> dict:
     trajectories = [record.trajectory() for record in records]
     embeddings = centred_embeddings(records, settings.center_cameras)
     return learn_homographies(records, trajectories, embeddings, settings)
+
+
+def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:
+    """Reference, pair by pair: the median distance between ``first``'s feet carried by
+    ``matrix`` and ``second``'s feet at their common positions, in ``second``'s median person
+    heights, and the number of samples (``inf, 0`` when the tracks never coexist)."""
+    _, source, target = common_positions(first, second)
+    if len(source) == 0:
+        return float("inf"), 0
+    distances = np.linalg.norm(project(matrix, source) - target, axis=1) / second.median_height
+    return float(np.median(distances)), len(distances)
 
 
 TRUE_MATRIX = np.array([[0.8, -0.3, 120.0], [0.05, 0.6, 40.0], [0.0004, -0.0011, 1.0]])

@@ -28,7 +28,7 @@ from scipy.stats import mannwhitneyu
 
 from pipeline.config import HomographyConfig
 from pipeline.identity.gallery import TrackKey
-from pipeline.identity.trajectories import PairSamples, Trajectory, common_positions
+from pipeline.identity.trajectories import PairSamples, Trajectory
 
 
 @dataclass
@@ -104,25 +104,6 @@ def fit_homography(
     if matrix is None or abs(matrix[2, 2]) < 1e-12:
         return None
     return matrix / matrix[2, 2], mask.ravel().astype(bool)
-
-
-def carried_distances(
-    matrix: np.ndarray, first: Trajectory, second: Trajectory
-) -> tuple[np.ndarray, np.ndarray]:
-    """At ``first``'s timestamps where ``second`` was visible (:func:`common_positions`): the
-    timestamps ``(M,)`` and the distances ``(M,)`` between ``first``'s feet carried by
-    ``matrix`` and ``second``'s feet, in ``second``'s median person heights."""
-    times, source, target = common_positions(first, second)
-    return times, np.linalg.norm(project(matrix, source) - target, axis=1) / second.median_height
-
-
-def transfer_error(matrix: np.ndarray, first: Trajectory, second: Trajectory) -> tuple[float, int]:
-    """Median of :func:`carried_distances` and the number of samples (``inf, 0`` when the
-    tracks never coexist)."""
-    _, distances = carried_distances(matrix, first, second)
-    if len(distances) == 0:
-        return float("inf"), 0
-    return float(np.median(distances)), len(distances)
 
 
 def learn_view_homography(

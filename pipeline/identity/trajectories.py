@@ -189,16 +189,20 @@ class PairSamples:
             scales,
         )
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
         """int ``(P,)`` samples of each pair."""
         return np.bincount(self.owners, minlength=len(self.pairs))
 
+    @cached_property
+    def _stops(self) -> np.ndarray:
+        return np.cumsum(self.counts)
+
     def of(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(source (K, 2), target (K, 2))`` foot points of pair ``index``."""
-        stops = np.cumsum(self.counts)
-        start = int(stops[index - 1]) if index > 0 else 0
-        return self.source[start : stops[index]], self.target[start : stops[index]]
+        stop = int(self._stops[index])
+        start = stop - int(self.counts[index])
+        return self.source[start:stop], self.target[start:stop]
 
     def distances(self, matrix: np.ndarray) -> np.ndarray:
         """float64 ``(M,)``: each sample's source foot carried by the ``(3, 3)`` homography,
