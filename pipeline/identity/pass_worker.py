@@ -102,10 +102,12 @@ class PassWorker:
         most ``finish_timeout_seconds``). A pass that failed in the child, or did not end in
         time (its child killed from outside), is logged and dropped."""
         future = self._future
-        if future is not None and wait:
+        if future is None:
+            return None
+        if wait:
             future.wait(self.finish_timeout_seconds)
-        if future is None or not future.ready():
-            if future is not None and wait:
+        if not future.ready():
+            if wait:
                 logger.warning(
                     "the identity pass in flight did not end within %.0f s; dropped",
                     self.finish_timeout_seconds,
