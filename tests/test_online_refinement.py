@@ -251,3 +251,49 @@ def test_ctrl_c_reaches_the_pass_worker_without_losing_its_pass():
         assert result is not None and online.merges == 1
     finally:
         online.close()
+
+
+def test_a_worker_killed_from_outside_loses_one_pass_and_the_next_one_starts_it_again():
+    """An OOM kill or a signal to the whole control group ends the worker mid-pass: the pass
+    is dropped at once (no 30 s wait, no hang on close) and the next pass runs in a new
+    worker and merges as the lost one would have."""
+    online, log, gallery = _background_pass_in_flight()
+    assert online.worker is not None
+    try:
+        child = online.worker._child
+        assert child is not None and child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10.0)
+        started = time.monotonic()
+        assert online.worker.finished
+        assert online.worker.collect(wait=True) is None and online.worker.idle
+        assert time.monotonic() - started < 5.0
+        assert online.merges == 0
+        online._last_refined = 0.0
+        assert online.maybe_refine(log, gallery) is None and online.in_flight
+        deadline = time.monotonic() + 60.0
+        while not online.finished and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert online.maybe_refine(log, gallery) is not None and online.merges == 1
+        assert gallery.global_id_of(0, 60) == gallery.global_id_of(1, 160)
+    finally:
+        started = time.monotonic()
+        online.close()
+        assert time.monotonic() - started < 10.0
+
+
+def test_a_discarded_pass_coming_back_late_is_not_taken_for_the_next():
+    """Passes are numbered: the result of a discarded pass, arriving while the next one runs,
+    is dropped rather than reconciled as the next pass's."""
+    online, _, _ = _background_pass_in_flight()
+    assert online.worker is not None
+    try:
+        online.discard()
+        assert not online.in_flight
+        empty = TrackLog()
+        online.worker.submit(empty, online.config, {}, 0.0, False)
+        result = online.worker.collect(wait=True)
+        assert result is not None and result.refinement.pieces == {}
+        assert online.worker.collect(wait=False) is None
+    finally:
+        online.close()

@@ -153,7 +153,7 @@ class PackedRecords:
             np.concatenate([a[1] for a in arrays]) if arrays else np.zeros(0, dtype=np.int64),
             np.array([c for record in records for c in record.confidences], dtype=np.float64),
             np.concatenate([a[2] for a in arrays]) if arrays else np.zeros((0, 4), np.float32),
-            np.asarray(embeddings, dtype=np.float32).reshape(-1, dimension),
+            np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), dimension),
             np.array([q for record in records for q in record.qualities], dtype=np.float64),
             np.array([f for record in records for f in record.clip_frames], dtype=np.int64),
         )
@@ -335,7 +335,7 @@ class TrackLog:
             path,
             boxes=np.asarray(box_rows, dtype=np.float64).reshape(-1, 9),
             clips=np.asarray(clip_rows, dtype=np.float64).reshape(-1, 4),
-            embeddings=np.asarray(embeddings, dtype=np.float32).reshape(-1, dimension),
+            embeddings=np.asarray(embeddings, dtype=np.float32).reshape(len(embeddings), dimension),
         )
 
     @classmethod
