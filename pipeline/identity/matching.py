@@ -480,6 +480,19 @@ class IdentityMatcher:
         _mark_changed(result, target)
         return True
 
+    def is_live(self, key: TrackKey) -> bool:
+        """The track has clips and has not ended."""
+        return key in self._live_tracks
+
+    def follow_from(self, key: TrackKey, start: float) -> None:
+        """Track ``key`` is its identity's person only from ``start`` seconds on (the
+        whole-track pass cut it there: the tracker swapped people); the span its identity
+        keeps for the same-camera rule starts there."""
+        identity = self.identities.get(self.track_to_identity.get(key, -1))
+        span = None if identity is None else identity.tracks.get(key)
+        if span is not None and span.start < start <= span_end(span):
+            span.start = start
+
     def split_track(self, key: TrackKey, result: MatchResult) -> bool:
         """Move track ``key`` off its identity into a new one on outside evidence (the
         whole-track pass); False when it has no identity or is its identity's only track."""

@@ -3,15 +3,17 @@
 Every ``identity.refine_every_seconds`` of footage the runner re-clusters the tracks of the
 last ``identity.window_seconds`` in its track log
 (:func:`~pipeline.identity.refine.refine_identities`; the homographies, once learned, are kept
-and reused) and reconciles the live gallery with the result: when one refined cluster holds
-tracks of several online identities, those identities are merged in the matcher, which
-publishes the usual ``identity_merged`` event (score 1.0), unless they were seen at the same
-time in one camera (the matcher's own rule, kept); when one online identity holds tracks of
-several clusters, each track outside its main cluster (most boxes) moves onto its own
-cluster's identity (``identity_split`` into that identity, score 1.0; only where the matcher's
-rule lets it join, and only when two passes in a row want the same move), or into a new one
-when its cluster holds no other identity. A track the
-pass cut where the tracker swapped people counts as its newest piece: who it follows now.
+and reused) and relabels the live gallery to agree with the result (:func:`reconcile`): each
+refined cluster keeps the online identity that holds most of its boxes (one identity per
+cluster), and every track goes to its cluster's identity: an identity wholly inside one
+cluster is merged into it (``identity_merged``, score 1.0), any other track moves on its own
+(``identity_split`` into that identity, or into a new one when its cluster has none). The
+matcher's rule still holds (never one identity for two tracks seen at the same time in one
+camera), judged on the piece of a track the pass says it follows now; moves it refuses are
+tried again once the tracks in their way have left. A live track moves only when two passes in
+a row want the same move (an ended track at once), and the end of a run makes the moves its
+last pass held back. A track the pass cut where the tracker swapped people counts as its newest
+piece: who it follows now.
 Distributed matchers (``--role matcher``) run it too, on the boxes edges send on the clip
 stream (``pipeline/matcher_passes.py``). By default the pass runs in a worker process
 (:mod:`.pass_worker`, ``identity.passes_in_background``) and is reconciled when it is back,
@@ -22,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from pipeline.config import IdentityConfig
 from pipeline.events import Event, EventType
@@ -56,6 +58,8 @@ class OnlineRefinement:
         self._learned_at: float | None = None
         self._last_refined: float | None = None
         self._pending_moves: dict[TrackKey, int | None] = {}
+        self._held_back: Refinement | None = None
+        """The last pass, while it wanted moves that wait for the next pass to agree."""
         """Moves the last pass wanted (made when the next pass wants them too)."""
         self.worker = PassWorker() if config.passes_in_background else None
         self.passes = 0
@@ -105,7 +109,8 @@ class OnlineRefinement:
     def finish(self, log: TrackLog, matcher: IdentityMatcher) -> MatchResult | None:
         """At the end of a run without an end-of-run pass: wait for the background pass in
         flight and reconcile it, then run the pass that is due, if one is, inline (the
-        footage since the last pass is revised too); stops the worker. What they changed
+        footage since the last pass is revised too), and make the moves the last pass wanted
+        that were waiting for a next pass to agree; stops the worker. What they changed
         (None when nothing ran)."""
         results: list[MatchResult] = []
         if self.worker is not None:
@@ -117,6 +122,9 @@ class OnlineRefinement:
         last = self.maybe_refine(log, matcher)
         if last is not None:
             results.append(last)
+        if self._held_back is not None:  # the run ends: no next pass will confirm them
+            results.append(reconcile(self._held_back, matcher))
+            self._held_back = None
         if not results:
             return None
         combined = MatchResult()
@@ -165,6 +173,7 @@ class OnlineRefinement:
             if fresh:
                 self._learned_at = finished.newest
         result = reconcile(refinement, matcher, self._pending_moves)
+        self._held_back = refinement if self._pending_moves else None
         self.passes += 1
         merges = sum(event.type is EventType.IDENTITY_MERGED for event in result.events)
         splits = sum(event.type is EventType.IDENTITY_SPLIT for event in result.events)
@@ -188,65 +197,188 @@ def reconcile(
     refinement: Refinement,
     matcher: IdentityMatcher,
     pending: dict[TrackKey, int | None] | None = None,
+    sweeps: int = 4,
 ) -> MatchResult:
-    """Move tracks and merge online identities to agree with the refined clusters (module
-    docstring). With ``pending`` (kept by the caller from pass to pass), a track moves only
-    when the previous pass wanted the same move: clusters of a live window change a little
-    from pass to pass, and a move undone ten seconds later is noise to every consumer."""
+    """Relabel the live gallery to agree with the refined clusters (module docstring).
+
+    Each cluster is given the online identity that holds most of its boxes, one identity per
+    cluster (a maximum-weight assignment, so an identity that mixes two people stays with
+    the one it holds most of); a cluster no identity is given to gets a new one. Then every
+    track goes to its cluster's identity: an online identity whose tracks in the window all
+    lie in one cluster is merged into that cluster's identity (``identity_merged``); any
+    other track moves on its own (``identity_split`` into the cluster's identity, or a new
+    one). A move or merge the matcher refuses (seen at the same time in one camera as a
+    track still in the way) is tried again after the others, up to ``sweeps`` rounds. With
+    ``pending`` (kept by the caller from pass to pass), a track moves only when the previous
+    pass wanted the same identity for it: clusters of a live window change a little from
+    pass to pass, and a move undone ten seconds later is noise to every consumer. Merges are
+    not held back (two ids for one person is what the pass exists to fix)."""
     result = MatchResult()
-    wanted: dict[TrackKey, int | None] = {}
     now = _current_pieces(refinement)
-    holders: dict[int, Counter[int]] = {}
-    """cluster → boxes of each online identity among its tracks."""
-    for track, (cluster, piece) in now.items():
-        online = matcher.global_id_of(*track)
-        if online >= 0:
-            holders.setdefault(cluster, Counter())[online] += len(piece.timestamps)
-    by_identity: dict[int, list[TrackKey]] = {}
-    for track in sorted(now):
-        online = matcher.global_id_of(*track)
-        if online >= 0:
-            by_identity.setdefault(online, []).append(track)
-    for online, tracks in by_identity.items():
-        votes: Counter[int] = Counter()
-        for track in tracks:
-            votes[now[track][0]] += len(now[track][1].timestamps)
-        if len(votes) < 2:
-            continue
-        stays = max(sorted(votes), key=lambda cluster: votes[cluster])
-        for track in tracks:
-            cluster = now[track][0]
-            if cluster == stays:
-                continue
-            others = {other: count for other, count in holders[cluster].items() if other != online}
-            target = max(sorted(others), key=others.__getitem__) if others else None
-            wanted[track] = target
-            if pending is not None and (track not in pending or pending[track] != target):
-                continue
-            if target is None:  # its cluster holds no identity yet: a new one
-                matcher.split_track(track, result)
-            else:  # onto its cluster's identity where it fits there (no new id used up)
-                matcher.move_track(track, target, result)
+    for track, (_, piece) in now.items():
+        if piece.cut_before:
+            matcher.follow_from(track, piece.timestamps[0])
     members: dict[int, list[TrackKey]] = {}
     for track, (cluster, _) in sorted(now.items()):
-        members.setdefault(cluster, []).append(track)
-    for tracks in members.values():
-        weights: Counter[int] = Counter()
-        for track in tracks:
-            online = matcher.global_id_of(*track)
-            if online >= 0:
-                weights[online] += len(now[track][1].timestamps)
-        if len(weights) < 2:
-            continue
-        newest = max((now[track][1] for track in tracks), key=lambda piece: piece.last_timestamp)
-        keep = min(weights)
-        for other in sorted(weights):
-            if other != keep:
-                matcher.merge_identities(keep, other, _event_at(newest), result)
+        if matcher.global_id_of(*track) >= 0:
+            members.setdefault(cluster, []).append(track)
+    labels = _cluster_labels(members, now, matcher)
+    wanted: dict[TrackKey, int | None] = {}
+    home = {track: cluster for cluster, tracks in members.items() for track in tracks}
+    for _ in range(sweeps):
+        changed = False
+        for step in (_move_home, _leave_squatted, _merge_home):
+            changed |= step(members, home, labels, now, matcher, pending, wanted, result)
+        if not changed:
+            break
     if pending is not None:
         pending.clear()
         pending.update(wanted)
     return result
+
+
+def _target(cluster: int, labels: dict[int, TrackKey], matcher: IdentityMatcher) -> int | None:
+    """The identity cluster ``cluster`` keeps now (its anchor's: merges change ids)."""
+    anchor = labels.get(cluster)
+    return None if anchor is None else matcher.global_id_of(*anchor)
+
+
+def _allowed(
+    track: TrackKey,
+    target: int | None,
+    matcher: IdentityMatcher,
+    pending: dict[TrackKey, int | None] | None,
+    wanted: dict[TrackKey, int | None],
+) -> bool:
+    """Record the wish; True when the previous pass wished the same, or the track has ended
+    (its move corrects the record, no live box flickers), or without hysteresis."""
+    wanted[track] = target
+    if pending is None or not matcher.is_live(track):
+        return True
+    return track in pending and pending[track] == target
+
+
+def _move_home(
+    members: dict[int, list[TrackKey]],
+    home: dict[TrackKey, int],
+    labels: dict[int, TrackKey],
+    now: dict[TrackKey, tuple[int, TrackRecord]],
+    matcher: IdentityMatcher,
+    pending: dict[TrackKey, int | None] | None,
+    wanted: dict[TrackKey, int | None],
+    result: MatchResult,
+) -> bool:
+    """Tracks away from their cluster's identity move onto it where they fit there."""
+    changed = False
+    for cluster, tracks in sorted(members.items()):
+        target = _target(cluster, labels, matcher)
+        for track in tracks:
+            current = matcher.global_id_of(*track)
+            if target is None or current == target:
+                continue
+            if _alone_in_cluster(current, cluster, home, matcher):
+                continue  # the whole identity belongs here: a merge (_merge_home)
+            if _allowed(track, target, matcher, pending, wanted) and matcher.move_track(
+                track, target, result
+            ):
+                changed = True
+    return changed
+
+
+def _leave_squatted(
+    members: dict[int, list[TrackKey]],
+    home: dict[TrackKey, int],
+    labels: dict[int, TrackKey],
+    now: dict[TrackKey, tuple[int, TrackRecord]],
+    matcher: IdentityMatcher,
+    pending: dict[TrackKey, int | None] | None,
+    wanted: dict[TrackKey, int | None],
+    result: MatchResult,
+) -> bool:
+    """Tracks still held by another cluster's identity (or whose cluster has none) leave it
+    for a new identity: first out of the way, merged home afterwards."""
+    changed = False
+    kept = {_target(cluster, labels, matcher) for cluster in labels}
+    for cluster, tracks in sorted(members.items()):
+        target = _target(cluster, labels, matcher)
+        for track in tracks:
+            current = matcher.global_id_of(*track)
+            if current == target or (current not in kept and target is not None):
+                continue
+            if target is not None and _alone_in_cluster(current, cluster, home, matcher):
+                continue
+            if not _allowed(track, target, matcher, pending, wanted):
+                continue
+            if matcher.split_track(track, result):
+                changed = True
+                if target is None:
+                    labels[cluster] = track
+                    target = matcher.global_id_of(*track)
+                    kept.add(target)
+    return changed
+
+
+def _merge_home(
+    members: dict[int, list[TrackKey]],
+    home: dict[TrackKey, int],
+    labels: dict[int, TrackKey],
+    now: dict[TrackKey, tuple[int, TrackRecord]],
+    matcher: IdentityMatcher,
+    pending: dict[TrackKey, int | None] | None,
+    wanted: dict[TrackKey, int | None],
+    result: MatchResult,
+) -> bool:
+    """Identities whose tracks in the window all lie in one cluster merge into its identity."""
+    changed = False
+    for cluster, tracks in sorted(members.items()):
+        for track in tracks:
+            target = _target(cluster, labels, matcher)
+            current = matcher.global_id_of(*track)
+            if target is None or current == target:
+                continue
+            if not _alone_in_cluster(current, cluster, home, matcher):
+                continue
+            if matcher.merge_identities(target, current, _event_at(now[track][1]), result):
+                changed = True
+    return changed
+
+
+def _alone_in_cluster(
+    identity: int, cluster: int, home: dict[TrackKey, int], matcher: IdentityMatcher
+) -> bool:
+    """Every track of ``identity`` the pass placed lies in ``cluster``."""
+    held = matcher.identities.get(identity)
+    return held is not None and all(home.get(track, cluster) == cluster for track in held.tracks)
+
+
+def _cluster_labels(
+    members: dict[int, list[TrackKey]],
+    now: dict[TrackKey, tuple[int, TrackRecord]],
+    matcher: IdentityMatcher,
+) -> dict[int, TrackKey]:
+    """Cluster → an anchor track holding the online identity the cluster keeps: the
+    maximum-weight one-to-one assignment of clusters to identities by boxes held (clusters
+    left without one are absent)."""
+    clusters = sorted(members)
+    identities = sorted(
+        {matcher.global_id_of(*track) for tracks in members.values() for track in tracks}
+    )
+    if not clusters or not identities:
+        return {}
+    column = {identity: index for index, identity in enumerate(identities)}
+    boxes = np.zeros((len(clusters), len(identities)))
+    for row, cluster in enumerate(clusters):
+        for track in members[cluster]:
+            boxes[row, column[matcher.global_id_of(*track)]] += len(now[track][1].timestamps)
+    rows, columns = linear_sum_assignment(boxes, maximize=True)
+    labels: dict[int, TrackKey] = {}
+    for row, index in zip(rows.tolist(), columns.tolist(), strict=True):
+        if boxes[row, index] <= 0:
+            continue
+        identity = identities[index]
+        held = [t for t in members[clusters[row]] if matcher.global_id_of(*t) == identity]
+        labels[clusters[row]] = max(held, key=lambda t: len(now[t][1].timestamps))
+    return labels
 
 
 def _current_pieces(refinement: Refinement) -> dict[TrackKey, tuple[int, TrackRecord]]:
