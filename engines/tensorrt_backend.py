@@ -182,6 +182,11 @@ class TensorRTEngine:
             ``(batch, embedding_dim)`` tensor on ``self.device`` in the engine's output type,
             ready on the current stream.
         """
+        if (clips.dtype == torch.uint8) != (self.input_dtype == torch.uint8):
+            raise ValueError(
+                f"this engine's input {self.input_name!r} is {self.input_dtype} "
+                f"({self.input_format}), got a {clips.dtype} tensor"
+            )
         inputs = clips.to(self.device, self.input_dtype).contiguous()
         shape = tuple(int(d) for d in inputs.shape)
         if not self.context.set_input_shape(self.input_name, shape):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from engines.base import EngineSpec, engine_input_format, load_engine
 from engines.export_onnx import (
@@ -66,12 +67,14 @@ def test_uint8_graph_matches_the_float_graph_on_the_same_crops(
     toy_graphs: dict[str, Path],
 ) -> None:
     crops_engine = OnnxRuntimeEngine.from_path(toy_graphs[UINT8_CROPS])
+    bound_engine = OnnxRuntimeEngine.from_path(toy_graphs[UINT8_CROPS], io_binding=True)
     clips_engine = OnnxRuntimeEngine.from_path(toy_graphs[FLOAT_CLIPS])
     assert (crops_engine.input_format, clips_engine.input_format) == (UINT8_CROPS, FLOAT_CLIPS)
     for batch, clip_length in ((1, CLIP_LENGTH), (5, CLIP_LENGTH), (3, 2)):  # T is dynamic
         crops = random_crops(batch, clip_length, seed=batch)
-        difference = np.abs(crops_engine.infer(crops) - clips_engine.infer(crops_to_clips(crops)))
-        assert difference.max() <= MAX_ABS_DIFFERENCE
+        from_clips = clips_engine.infer(crops_to_clips(crops))
+        for engine in (crops_engine, bound_engine):
+            assert np.abs(engine.infer(crops) - from_clips).max() <= MAX_ABS_DIFFERENCE
 
 
 def test_a_real_encoder_exported_for_crops_matches_its_float_export(tmp_path: Path) -> None:
@@ -294,6 +297,8 @@ def test_tensorrt_engine_binds_a_uint8_input(
     assert trt.record.input_shapes == [(6, CLIP_LENGTH, 256, 128, 3), (2, CLIP_LENGTH, 256, 128, 3)]
     with pytest.raises(ValueError, match="takes uint8 BGR crops"):
         engine.infer(crops_to_clips(crops))
+    with pytest.raises(ValueError, match=r"is torch\.uint8 \(uint8_bgr\), got a torch\.float32"):
+        engine.infer_torch(torch.from_numpy(crops_to_clips(crops[:2])))
 
 
 def test_tensorrt_refuses_an_engine_whose_binding_disagrees_with_its_metadata(
