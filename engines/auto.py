@@ -8,9 +8,9 @@ Order, for a CUDA device (``device: cuda``, ``cuda:N`` or ``auto`` with a GPU pr
 
 A candidate that fails to load is logged with its error and the next one is tried. On the CPU
 (``device: cpu``, or ``auto`` without a GPU) ONNX Runtime and torch are both loaded and timed
-on a short random batch (``auto_timing_batch`` clips, default 4; ``auto_timing_repeats`` runs,
-default 2, after one warm-up), and the faster one is kept. The choice and the reason are
-logged at INFO and kept on the returned engine as ``auto_choice``.
+on a short random batch in the input each takes (``auto_timing_batch`` clips, default 4;
+``auto_timing_repeats`` runs, default 2, after one warm-up), and the faster one is kept. The
+choice and the reason are logged at INFO and kept on the returned engine as ``auto_choice``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Engine, EngineSpec, load_engine
+from engines.base import Engine, EngineSpec, engine_input_format, load_engine
 from engines.devices import cuda_available, module_available
+from reid_models.clip_input import FLOAT_CLIPS, UINT8_CROPS, InputFormat, input_shape
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +94,21 @@ def _median_latency_ms(engine: Engine, batch: np.ndarray, repeats: int) -> float
     return float(np.median(latencies))
 
 
-def _timing_batch(spec: EngineSpec) -> np.ndarray:
+def _timing_batch(spec: EngineSpec, input_format: InputFormat = FLOAT_CLIPS) -> np.ndarray:
+    """A random batch in what the engine takes: float clips, or uint8 crops."""
     from reid_models.contract import INPUT_HEIGHT, INPUT_WIDTH
 
     options = spec.options
     batch = int(options.get("auto_timing_batch", 4))
     clip_length = int(options.get("clip_length", 8))
     generator = np.random.default_rng(0)
-    return generator.random((batch, clip_length, 3, INPUT_HEIGHT, INPUT_WIDTH), dtype=np.float32)
+    shape = tuple(
+        int(size)
+        for size in input_shape(input_format, batch, clip_length, INPUT_HEIGHT, INPUT_WIDTH)
+    )
+    if input_format == UINT8_CROPS:
+        return generator.integers(0, 256, shape, dtype=np.uint8)
+    return generator.random(shape, dtype=np.float32)
 
 
 def choose_cpu_engine(spec: EngineSpec) -> tuple[Engine, BackendChoice]:
@@ -109,7 +117,7 @@ def choose_cpu_engine(spec: EngineSpec) -> tuple[Engine, BackendChoice]:
     Raises:
         RuntimeError: neither loads.
     """
-    batch = _timing_batch(spec)
+    batch = _timing_batch(spec)  # float clips: its shape names the batch in the reason
     repeats = int(spec.options.get("auto_timing_repeats", 2))
     timings: dict[str, float] = {}
     engines: dict[str, Engine] = {}
@@ -120,7 +128,8 @@ def choose_cpu_engine(spec: EngineSpec) -> tuple[Engine, BackendChoice]:
             continue
         try:
             engine = load_engine(backend, replace(spec, device="cpu"))
-            timings[backend] = _median_latency_ms(engine, batch, repeats)
+            engine_batch = _timing_batch(spec, engine_input_format(engine))
+            timings[backend] = _median_latency_ms(engine, engine_batch, repeats)
             engines[backend] = engine
         except Exception as error:  # any load or run failure just removes the candidate
             logger.warning("auto: %s on the CPU failed: %s", backend, error)

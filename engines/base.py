@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from reid_models.clip_input import FLOAT_CLIPS, UINT8_CROPS, InputFormat
+
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -39,6 +41,9 @@ class Engine(Protocol):
 
     For ReID encoders the input is float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]`` and the
     output float32 ``(batch, embedding_dim)``, L2-normalised (see ``reid_models.contract``).
+    An engine whose graph takes uint8 BGR crops ``(batch, T, H, W, 3)`` instead says so in an
+    ``input_format`` attribute (``"uint8_bgr"``, from its model file's metadata); read it with
+    :func:`engine_input_format`, which gives ``"float32_rgb"`` for an engine without one.
     """
 
     name: str
@@ -46,6 +51,12 @@ class Engine(Protocol):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch; returns a NumPy array whose first axis matches ``batch``."""
         ...
+
+
+def engine_input_format(engine: Engine) -> InputFormat:
+    """What ``engine.infer`` takes: its ``input_format`` attribute, else float clips."""
+    value = getattr(engine, "input_format", FLOAT_CLIPS)
+    return UINT8_CROPS if value == UINT8_CROPS else FLOAT_CLIPS
 
 
 BackendName = Literal["torch", "onnxruntime", "tensorrt", "auto"]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engines.tensorrt_build import PRECISIONS
+from reid_models.clip_input import FLOAT_CLIPS, INPUT_FORMATS
 
 logger = logging.getLogger("engines.build")
 
@@ -53,6 +54,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda", help="cuda or cuda:N")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--onnx-only", action="store_true", help="stop after the ONNX export")
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=FLOAT_CLIPS,
+        help="float32_rgb: float clips (batch, T, 3, H, W); uint8_bgr: the camera crops "
+        "(batch, T, H, W, 3), a uint8 input binding, converted inside the engine",
+    )
     return parser.parse_args(argv)
 
 
@@ -102,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clip_length=arguments.clip_length,
         opset=arguments.opset,
         cache_dir=arguments.cache_dir,
+        input_format=arguments.input_format,
     )
     logger.info("ONNX: %s", onnx_path)
     if arguments.onnx_only:

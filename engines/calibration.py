@@ -2,7 +2,8 @@
 
 Clips are uint8 BGR crops ``(N, T, H, W, 3)`` in an ``.npz`` (key ``crops``, as
 :func:`save_crops` writes) or float clips (key ``clips``); :func:`load_clips` turns them into
-the encoder input contract. Calibration needs clips of the site the engine will serve: make
+the encoder input contract (or, for a ``uint8_bgr`` graph, into uint8 BGR crops, the graph's
+own input). Calibration needs clips of the site the engine will serve: make
 them from its footage with ``python -m tools.calibration_clips`` (the pipeline's own detector,
 tracker and clip buffer, so calibration sees the crops the encoder sees in production). There
 is no default: an INT8 build without clips is an error (:data:`MISSING_CLIPS_MESSAGE`).
@@ -18,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from engines.export_onnx import ExportedEncoderMetadata
-from reid_models.clip_input import crops_to_clips
+from reid_models.clip_input import (
+    FLOAT_CLIPS,
+    UINT8_CROPS,
+    InputFormat,
+    clips_to_crops,
+    crops_to_clips,
+    input_shape,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +53,10 @@ def save_crops(path: Path, crops: np.ndarray) -> None:
     os.replace(partial, path)
 
 
-def load_clips(path: Path) -> np.ndarray:
-    """Clips from a ``.npz``/``.npy`` file as float32 ``(N, T, 3, H, W)`` RGB in ``[0, 1]``.
+def load_clips(path: Path, input_format: InputFormat = FLOAT_CLIPS) -> np.ndarray:
+    """Clips from a ``.npz``/``.npy`` file as float32 ``(N, T, 3, H, W)`` RGB in ``[0, 1]``, or
+    with ``input_format="uint8_bgr"`` as uint8 BGR crops ``(N, T, H, W, 3)`` (float clips
+    rounded to the nearest level).
 
     Accepted: ``.npz`` with ``crops`` (uint8 BGR ``(N, T, H, W, 3)``, as :func:`save_crops`
     writes) or ``clips`` (float32 ``(N, T, 3, H, W)``); ``.npy`` with either layout.
@@ -58,9 +68,10 @@ def load_clips(path: Path) -> np.ndarray:
     else:
         array = np.load(path)
     if array.dtype == np.uint8 and array.ndim == 5 and array.shape[-1] == 3:
-        return crops_to_clips(array)
+        return np.ascontiguousarray(array) if input_format == UINT8_CROPS else crops_to_clips(array)
     if array.ndim == 5 and array.shape[2] == 3:
-        return np.ascontiguousarray(array, dtype=np.float32)
+        clips = np.ascontiguousarray(array, dtype=np.float32)
+        return clips_to_crops(clips) if input_format == UINT8_CROPS else clips
     raise ValueError(f"{path}: expected (N, T, H, W, 3) uint8 or (N, T, 3, H, W) float clips")
 
 
@@ -78,7 +89,8 @@ def calibration_batches(clips: np.ndarray, batch_size: int) -> Iterator[np.ndarr
 def calibration_batches_for(
     metadata: ExportedEncoderMetadata, batch_size: int, clips_path: Path | None
 ) -> Iterator[np.ndarray]:
-    """Calibration batches for an exported encoder from the clips file ``clips_path``.
+    """Calibration batches for an exported encoder from the clips file ``clips_path``, in the
+    graph's input format (``metadata.input_format``: float clips or uint8 BGR crops).
 
     Checked at once: ``clips_path`` must be given (else :class:`MissingCalibrationClipsError`,
     whose message says how to make and pass clips) and exist. The clips are read lazily, when
@@ -100,8 +112,16 @@ def calibration_batches_for(
 def _batches_from_file(
     metadata: ExportedEncoderMetadata, batch_size: int, clips_path: Path
 ) -> Iterator[np.ndarray]:
-    clips = load_clips(clips_path)
-    expected = (metadata.clip_length, 3, metadata.input_height, metadata.input_width)
+    clips = load_clips(clips_path, metadata.input_format)
+    expected = tuple(
+        input_shape(
+            metadata.input_format,
+            len(clips),
+            metadata.clip_length,
+            metadata.input_height,
+            metadata.input_width,
+        )[1:]
+    )
     if tuple(clips.shape[1:]) != expected:
         raise ValueError(f"{clips_path}: clips {clips.shape[1:]} but the encoder takes {expected}")
     logger.info("calibrating on %d clips from %s", len(clips), clips_path)

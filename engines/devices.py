@@ -6,6 +6,7 @@ Nothing here imports torch at module import time; the CUDA questions import it w
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 
 def cuda_device_index(device: str) -> int | None:
@@ -44,4 +45,16 @@ def module_available(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
+        return False
+
+
+def host_is_pinned(tensor: Any) -> bool:
+    """Whether a CPU torch tensor lies in page-locked memory (``False`` without CUDA).
+
+    A NumPy view of a pinned tensor (``pipeline.clip_batch.ClipBatchBuffer``) wrapped again
+    by ``torch.from_numpy`` is found pinned too: CUDA is asked about the address itself.
+    """
+    try:
+        return bool(tensor.is_pinned())
+    except RuntimeError:  # torch without a CUDA driver
         return False

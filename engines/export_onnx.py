@@ -1,9 +1,15 @@
 """torch → ONNX export of clip encoders, with their metadata inside the file and a parity check.
 
-The exported graph keeps the encoder input contract (``reid_models.contract``): input
-``clips`` float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``, output ``embeddings`` float32
+The exported graph keeps the encoder input contract (``reid_models.contract``): by default
+input ``clips`` float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``, output ``embeddings`` float32
 ``(batch, embedding_dim)`` L2-normalised; mean/std normalisation is the model's first layer, so
 it is baked into the graph and ONNX Runtime and TensorRT take the same input as torch.
+
+With ``input_format="uint8_bgr"`` the graph takes the camera crops themselves: input ``crops``
+uint8 ``(batch, T, H, W, 3)`` BGR in ``[0, 255]``; the cast, layout change, BGR -> RGB and
+``/ 255`` are graph operations in front of the encoder (``reid_models.contract.CropsInput``),
+so the host hands its uint8 staging buffer on as it is. The format is in the metadata
+(``input_format``; a file without it is a float graph), and every runtime reads it there.
 
 - The batch axis is always dynamic. The clip-length axis ``T`` is dynamic when the model
   allows it: a traced Python loop over frames (RRU+STIM) is unrolled for the traced ``T`` and
@@ -14,10 +20,11 @@ it is baked into the graph and ONNX Runtime and TensorRT take the same input as 
   ONNX ``metadata_props``, one JSON-encoded value per key; :func:`read_onnx_metadata` reads it
   back, so runtimes trust the file, not a config.
 - ``onnx.checker`` runs on every export, and :func:`check_parity` compares ONNX Runtime with
-  torch (cosine per embedding, fp32).
+  torch (cosine per embedding, fp32; a uint8 graph against torch on the same crops converted
+  by ``reid_models.clip_input.crops_to_clips``).
 
-Command line: ``python -m engines.export_onnx --model tp`` prints the path of the exported
-file in the cache (``engines.cache.default_cache_dir()/onnx``).
+Command line: ``python -m engines.export_onnx --model tp [--input-format uint8_bgr]`` prints
+the path of the exported file in the cache (``engines.cache.default_cache_dir()/onnx``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,16 @@ from torch import nn
 
 from engines.base import EngineSpec
 from engines.cache import default_cache_dir
+from reid_models.clip_input import (
+    FLOAT_CLIPS,
+    INPUT_FORMATS,
+    UINT8_CROPS,
+    InputFormat,
+    crops_to_clips,
+    input_dtype,
+    input_shape,
+)
+from reid_models.contract import CropsInput
 from reid_models.factory import (
     DEFAULT_CLIP_LENGTH,
     EncoderMetadata,
@@ -53,6 +70,8 @@ from reid_models.factory import (
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "clips"
+CROPS_INPUT_NAME = "crops"
+"""The input name of a ``uint8_bgr`` graph."""
 OUTPUT_NAME = "embeddings"
 MINIMUM_OPSET = 17
 DEFAULT_OPSET = 17
@@ -72,6 +91,9 @@ class ExportedEncoderMetadata(EncoderMetadata):
         source: where the weights came from (a file name, or ``"bundled default"``).
         input_name, output_name: graph tensor names.
         torch_version: torch that traced the graph.
+        input_format: ``"float32_rgb"`` (float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``;
+            the default, and what a file written before this field holds) or ``"uint8_bgr"``
+            (uint8 ``(batch, T, H, W, 3)`` BGR crops, converted inside the graph).
     """
 
     opset: int = Field(ge=MINIMUM_OPSET)
@@ -81,11 +103,19 @@ class ExportedEncoderMetadata(EncoderMetadata):
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
     torch_version: str = ""
+    input_format: InputFormat = FLOAT_CLIPS
 
     def input_shape(self) -> list[int | str]:
-        """``["batch", T or "T", 3, H, W]``: the input shape with symbolic dynamic axes."""
+        """``["batch", T or "T", 3, H, W]`` (``[..., H, W, 3]`` for uint8 crops): the input
+        shape with symbolic dynamic axes."""
         clip_axis: int | str = "T" if self.dynamic_clip_length else self.clip_length
-        return ["batch", clip_axis, 3, self.input_height, self.input_width]
+        return input_shape(
+            self.input_format, "batch", clip_axis, self.input_height, self.input_width
+        )
+
+    def input_dtype(self) -> np.dtype:
+        """float32 or uint8, as :attr:`input_format` says."""
+        return input_dtype(self.input_format)
 
 
 class ParityError(AssertionError):
@@ -135,7 +165,21 @@ def _random_clips(batch: int, clip_length: int, height: int, width: int, seed: i
     return generator.random((batch, clip_length, 3, height, width), dtype=np.float32)
 
 
-def _torch_embeddings(encoder: nn.Module, clips: np.ndarray) -> np.ndarray:
+def _random_inputs(
+    input_format: InputFormat, batch: int, clip_length: int, height: int, width: int, seed: int
+) -> np.ndarray:
+    """Random graph inputs: float clips in ``[0, 1)``, or uint8 crops over all 256 levels."""
+    if input_format == UINT8_CROPS:
+        generator = np.random.default_rng(seed)
+        shape = (batch, clip_length, height, width, 3)
+        return generator.integers(0, 256, shape, dtype=np.uint8)
+    return _random_clips(batch, clip_length, height, width, seed)
+
+
+def _torch_embeddings(encoder: nn.Module, inputs: np.ndarray) -> np.ndarray:
+    """The torch encoder's embeddings of float clips, or of uint8 crops converted on the host
+    (``crops_to_clips``: the reference the in-graph conversion is held to)."""
+    clips = crops_to_clips(inputs) if inputs.dtype == np.uint8 else inputs
     with torch.inference_mode():
         return encoder(torch.from_numpy(clips)).float().numpy()
 
@@ -157,6 +201,8 @@ def _trace_to_onnx(
     opset: int,
     dynamic_clip_length: bool,
 ) -> None:
+    """Trace ``encoder`` on ``sample``; the input is ``crops`` when the sample is uint8."""
+    input_name = CROPS_INPUT_NAME if sample.dtype == torch.uint8 else INPUT_NAME
     input_axes = {0: "batch", 1: "T"} if dynamic_clip_length else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
@@ -166,9 +212,9 @@ def _trace_to_onnx(
             encoder,
             (sample,),
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=[input_name],
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: input_axes, OUTPUT_NAME: {0: "batch"}},
+            dynamic_axes={input_name: input_axes, OUTPUT_NAME: {0: "batch"}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -180,17 +226,23 @@ def _clip_length_probes(clip_length: int) -> list[int]:
 
 
 def _dynamic_clip_length_works(
-    encoder: nn.Module, path: Path, clip_length: int, height: int, width: int
+    encoder: nn.Module,
+    path: Path,
+    clip_length: int,
+    height: int,
+    width: int,
+    input_format: InputFormat = FLOAT_CLIPS,
 ) -> tuple[bool, str]:
     """Whether the graph at ``path`` matches torch at clip lengths other than the traced one."""
     try:
         session = _ort_session(path)
     except ImportError:
         return False, "onnxruntime is not installed, so dynamic T cannot be checked"
+    input_name = session.get_inputs()[0].name
     for probe_length in _clip_length_probes(clip_length):
-        clips = _random_clips(1, probe_length, height, width, seed=probe_length)
+        clips = _random_inputs(input_format, 1, probe_length, height, width, seed=probe_length)
         try:
-            (exported,) = session.run([OUTPUT_NAME], {INPUT_NAME: clips})
+            (exported,) = session.run([OUTPUT_NAME], {input_name: clips})
         except Exception as error:  # ORT raises its own exception types
             return False, f"T={probe_length} fails in ONNX Runtime ({error})"
         cosine = float(cosine_per_row(exported, _torch_embeddings(encoder, clips)).min())
@@ -202,6 +254,7 @@ def _dynamic_clip_length_works(
 def _metadata_props(metadata: ExportedEncoderMetadata) -> dict[str, str]:
     values: dict[str, Any] = metadata.model_dump(mode="json")
     values["input_shape"] = metadata.input_shape()
+    values["input_dtype"] = metadata.input_dtype().name
     return {METADATA_KEY_PREFIX + key: json.dumps(value) for key, value in values.items()}
 
 
@@ -249,8 +302,12 @@ def check_parity(
 ) -> ParityReport:
     """Compare ONNX Runtime (CPU, fp32) with the torch encoder on random clips.
 
+    A ``uint8_bgr`` graph gets random uint8 crops and torch the same crops converted by
+    ``reid_models.clip_input.crops_to_clips``, so the in-graph conversion is checked too.
+
     Args:
-        encoder: the torch encoder the file was exported from (run in eval mode).
+        encoder: the torch encoder the file was exported from (run in eval mode; the plain
+            encoder, without :class:`~reid_models.contract.CropsInput`).
         path: the exported ONNX file.
         batch_sizes: batch sizes to compare.
         clip_length: ``T`` of the clips; ``None`` = the file's ``clip_length``.
@@ -268,7 +325,8 @@ def check_parity(
     max_abs_difference = 0.0
     try:
         for batch_size in batch_sizes:
-            clips = _random_clips(
+            clips = _random_inputs(
+                metadata.input_format,
                 batch_size,
                 clip_length,
                 metadata.input_height,
@@ -304,6 +362,7 @@ def export_encoder(
     dynamic_clip_length: bool | None = None,
     source: str = "",
     parity_batch_sizes: Sequence[int] = (1, 2),
+    input_format: InputFormat = FLOAT_CLIPS,
 ) -> ExportedEncoderMetadata:
     """Export ``encoder`` to ``path`` as ONNX, with metadata, checked by ``onnx.checker``.
 
@@ -319,33 +378,50 @@ def export_encoder(
             if the probe fails); ``False`` fixes ``T``.
         source: where the weights came from, recorded in the metadata.
         parity_batch_sizes: batch sizes of the parity check after export; empty skips it.
+        input_format: ``"float32_rgb"`` (input ``clips``, the encoder's own contract) or
+            ``"uint8_bgr"`` (input ``crops``: uint8 BGR ``(batch, T, H, W, 3)``, converted
+            inside the graph by :class:`~reid_models.contract.CropsInput`).
 
     Returns:
         The metadata written into the file.
 
     Raises:
-        ValueError: opset below the minimum, or ``dynamic_clip_length=True`` for a model whose
-            graph cannot take another ``T``.
+        ValueError: opset below the minimum, an unknown ``input_format``, or
+            ``dynamic_clip_length=True`` for a model whose graph cannot take another ``T``.
         ParityError: the exported graph differs from torch.
     """
     import onnx
 
     if opset < MINIMUM_OPSET:
         raise ValueError(f"opset {opset} < {MINIMUM_OPSET}")
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    input_name = CROPS_INPUT_NAME if input_format == UINT8_CROPS else INPUT_NAME
     was_training = encoder.training
     encoder.eval()
+    # eval before tracing, so that the exporter's own train/eval switch leaves it alone
+    graph_module = CropsInput(encoder).eval() if input_format == UINT8_CROPS else encoder
     try:
         sample = torch.from_numpy(
-            _random_clips(2, metadata.clip_length, metadata.input_height, metadata.input_width, 7)
+            _random_inputs(
+                input_format,
+                2,
+                metadata.clip_length,
+                metadata.input_height,
+                metadata.input_width,
+                7,
+            )
         )
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".export-") as scratch:
             traced_path = Path(scratch) / "traced.onnx"
             dynamic = dynamic_clip_length is not False
             if dynamic:
                 try:
-                    _trace_to_onnx(encoder, traced_path, sample, opset, dynamic_clip_length=True)
+                    _trace_to_onnx(
+                        graph_module, traced_path, sample, opset, dynamic_clip_length=True
+                    )
                 except Exception as error:  # the exporter raises many types; retried fixed
                     first_line = (str(error).splitlines() or [type(error).__name__])[0]
                     works, reason = False, f"export with a dynamic T failed ({first_line[:300]})"
@@ -356,6 +432,7 @@ def export_encoder(
                         metadata.clip_length,
                         metadata.input_height,
                         metadata.input_width,
+                        input_format,
                     )
                 if not works and dynamic_clip_length:
                     raise ValueError(f"{metadata.architecture}: dynamic T not possible: {reason}")
@@ -368,7 +445,7 @@ def export_encoder(
                     )
                     dynamic = False
             if not dynamic:
-                _trace_to_onnx(encoder, traced_path, sample, opset, dynamic_clip_length=False)
+                _trace_to_onnx(graph_module, traced_path, sample, opset, dynamic_clip_length=False)
             described = {
                 key: value
                 for key, value in metadata.model_dump().items()
@@ -380,14 +457,23 @@ def export_encoder(
                 dynamic_clip_length=dynamic,
                 source_sha256=state_dict_sha256(encoder),
                 source=source,
+                input_name=input_name,
                 torch_version=torch.__version__,
+                input_format=input_format,
             )
             model = onnx.load(str(traced_path))
             onnx.helper.set_model_props(model, _metadata_props(exported))
+            described_input = (
+                f"uint8 {exported.input_shape()} BGR in [0, 255] (conversion and "
+                "normalisation inside the graph)"
+                if input_format == UINT8_CROPS
+                else f"float32 {exported.input_shape()} RGB in [0, 1] (normalisation inside "
+                "the graph)"
+            )
             model.doc_string = (
-                f"crosscam {exported.architecture} clip encoder: input {INPUT_NAME} float32 "
-                f"{exported.input_shape()} RGB in [0, 1] (normalisation inside the graph), "
-                f"output {OUTPUT_NAME} float32 [batch, {exported.embedding_dim}] L2-normalised"
+                f"crosscam {exported.architecture} clip encoder: input {input_name} "
+                f"{described_input}, output {OUTPUT_NAME} float32 "
+                f"[batch, {exported.embedding_dim}] L2-normalised"
             )
             onnx.checker.check_model(model, full_check=True)
             partial_path = Path(scratch) / "final.onnx"
@@ -398,10 +484,11 @@ def export_encoder(
     if parity_batch_sizes:
         report = check_parity(encoder, path, parity_batch_sizes)
         logger.info(
-            "exported %s to %s (opset %d, T %s): parity cosine >= %.6f",
+            "exported %s to %s (opset %d, %s input, T %s): parity cosine >= %.6f",
             exported.architecture,
             path,
             opset,
+            input_format,
             "dynamic" if exported.dynamic_clip_length else exported.clip_length,
             report.min_cosine,
         )
@@ -418,12 +505,13 @@ def export_named_encoder(
     dynamic_clip_length: bool | None = None,
     cache_dir: Path | None = None,
     force: bool = False,
+    input_format: InputFormat = FLOAT_CLIPS,
 ) -> Path:
     """Build encoder ``model`` (``reid_models.factory``) and export it into the cache.
 
-    The file name carries the architecture, backbone, ``T``, opset and the first 12 hex digits
-    of the weights' sha256, so an existing export of the same weights is reused (unless
-    ``force``).
+    The file name carries the architecture, backbone, ``T``, opset, ``-u8`` for a uint8-input
+    graph and the first 12 hex digits of the weights' sha256, so an existing export of the
+    same weights and input format is reused (unless ``force``).
 
     Args:
         model: a registered encoder name.
@@ -431,6 +519,10 @@ def export_named_encoder(
             decides the backbone and the default ``clip_length``.
         clip_length: traced ``T``; ``None`` = the encoder file's, else 8.
         cache_dir: cache root; ``None`` = ``engines.cache.default_cache_dir()``.
+        input_format: the graph's input (:func:`export_encoder`). The default stays float
+            clips: :meth:`engines.base.Engine.infer`'s callers outside the pipeline's clip
+            buffer (``backend: auto``'s timing, benchmarks, tools, tests) hand float clips to
+            engines loaded by model name.
 
     Returns:
         Path of the ONNX file.
@@ -446,10 +538,13 @@ def export_named_encoder(
     encoder = build_encoder(model, weights, backbone=backbone)
     checksum = state_dict_sha256(encoder)
     folder = (default_cache_dir() if cache_dir is None else Path(cache_dir)) / "onnx"
-    path = folder / f"{model}-{backbone}-T{clip_length}-opset{opset}-{checksum[:12]}.onnx"
+    format_tag = "-u8" if input_format == UINT8_CROPS else ""
+    path = folder / (
+        f"{model}-{backbone}-T{clip_length}-opset{opset}{format_tag}-{checksum[:12]}.onnx"
+    )
     if path.exists() and not force:
         existing = read_onnx_metadata(path)
-        if existing.source_sha256 == checksum:
+        if existing.source_sha256 == checksum and existing.input_format == input_format:
             logger.info("reusing exported %s: %s", model, path)
             return path
     metadata = describe_encoder(
@@ -462,14 +557,16 @@ def export_named_encoder(
         opset=opset,
         dynamic_clip_length=dynamic_clip_length,
         source=Path(weights).name if weights is not None else "bundled default",
+        input_format=input_format,
     )
     return path
 
 
 def onnx_path_for_spec(spec: EngineSpec) -> Path:
-    """The ONNX file an engine spec names: ``spec.weights`` when it is one, else an export of
-    ``spec.model`` into the cache (options ``backbone``, ``clip_length``, ``opset``,
-    ``cache_dir`` as in :func:`export_named_encoder`)."""
+    """The ONNX file an engine spec names: ``spec.weights`` when it is one (its own metadata
+    says its input format), else an export of ``spec.model`` into the cache (options
+    ``backbone``, ``clip_length``, ``opset``, ``cache_dir``, ``input_format`` as in
+    :func:`export_named_encoder`)."""
     if spec.weights is not None and Path(spec.weights).suffix.lower() == ".onnx":
         return Path(spec.weights)
     options = spec.options
@@ -482,7 +579,21 @@ def onnx_path_for_spec(spec: EngineSpec) -> Path:
         clip_length=None if clip_length is None else int(clip_length),
         opset=int(options.get("opset", DEFAULT_OPSET)),
         cache_dir=None if cache_dir is None else Path(cache_dir),
+        input_format=input_format_option(options),
     )
+
+
+def input_format_option(options: dict[str, Any]) -> InputFormat:
+    """The ``input_format`` engine option (default float clips), checked.
+
+    Raises:
+        ValueError: not one of :data:`reid_models.clip_input.INPUT_FORMATS`.
+    """
+    value = options.get("input_format", FLOAT_CLIPS)
+    for input_format in INPUT_FORMATS:
+        if value == input_format:
+            return input_format
+    raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {value!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -494,6 +605,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--force", action="store_true", help="export even if cached")
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=FLOAT_CLIPS,
+        help="float32_rgb: float clips (batch, T, 3, H, W); uint8_bgr: the camera crops "
+        "(batch, T, H, W, 3), converted inside the graph",
+    )
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     path = export_named_encoder(
@@ -504,6 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opset=arguments.opset,
         cache_dir=arguments.cache_dir,
         force=arguments.force,
+        input_format=arguments.input_format,
     )
     logger.info("ONNX file: %s", path)
     return 0

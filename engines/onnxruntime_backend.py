@@ -4,8 +4,10 @@
 
 Options (``EngineSpec.options``):
 
-- ``backbone``, ``clip_length``, ``cache_dir``, ``opset``: used when ``spec.weights`` is not an
-  ``.onnx`` file and the encoder is exported first (``engines.export_onnx``).
+- ``backbone``, ``clip_length``, ``cache_dir``, ``opset``, ``input_format``: used when
+  ``spec.weights`` is not an ``.onnx`` file and the encoder is exported first
+  (``engines.export_onnx``). Whatever exported it, the file's metadata says what the engine
+  takes (:attr:`OnnxRuntimeEngine.input_format`).
 - ``intra_op_threads``: ONNX Runtime's intra-op thread count (default: its own choice).
 - ``allow_spinning``: let idle intra-op threads spin-wait for the next call (default off: in
   the pipeline the encoder shares the cores with the detector and the readers, and spinning
@@ -31,6 +33,7 @@ from engines.batch_check import check_clip_batch
 from engines.buckets import BatchBuckets, run_in_buckets
 from engines.devices import cuda_device_index
 from engines.export_onnx import ExportedEncoderMetadata, metadata_from_props
+from reid_models.clip_input import InputFormat
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +53,13 @@ def available_providers() -> list[str]:
 class OnnxRuntimeEngine:
     """An exported encoder run by ONNX Runtime.
 
-    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``; output float32
+    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``, or uint8 ``(batch, T, H, W, 3)``
+    BGR crops for a graph exported with ``input_format="uint8_bgr"``; output float32
     ``(batch, embedding_dim)``. The model's metadata comes from the ONNX file.
 
     Attributes:
         metadata: the file's :class:`~engines.export_onnx.ExportedEncoderMetadata`.
+        input_format: ``metadata.input_format``, what :meth:`infer` takes.
         providers: execution providers the session actually uses, in priority order.
     """
 
@@ -75,6 +80,7 @@ class OnnxRuntimeEngine:
         self.providers: list[str] = list(session.get_providers())
         self.io_binding = device_index is not None if io_binding is None else io_binding
         self.batch_buckets = batch_buckets
+        self.input_format: InputFormat = metadata.input_format
 
     @classmethod
     def load(cls, spec: EngineSpec) -> OnnxRuntimeEngine:
@@ -157,17 +163,23 @@ class OnnxRuntimeEngine:
             batch_buckets=batch_buckets,
         )
         logger.info(
-            "onnxruntime engine: %s from %s on %s (io binding %s, buckets %s)",
+            "onnxruntime engine: %s from %s on %s (%s input, io binding %s, buckets %s)",
             metadata.architecture,
             path,
             engine.providers[0],
+            metadata.input_format,
             "on" if engine.io_binding else "off",
             None if batch_buckets is None else list(batch_buckets.sizes),
         )
         return engine
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Embed clips: float32 ``(batch, T, 3, H, W)`` -> float32 ``(batch, D)``."""
+        """Embed clips: float32 ``(batch, T, 3, H, W)`` (uint8 ``(batch, T, H, W, 3)`` for a
+        uint8 graph) -> float32 ``(batch, D)``.
+
+        Raises:
+            ValueError: a batch of the wrong dtype or shape (``engines.batch_check``).
+        """
         clips = check_clip_batch(batch, self.metadata)
         if self.batch_buckets is None:
             return self._run(clips)

@@ -5,6 +5,11 @@ Input and output live in torch CUDA tensors; their ``data_ptr()`` are bound with
 optimization profile. Batches outside the profile's batch range are split or zero-padded
 (``engines.buckets``). ``tensorrt`` is imported when an engine is loaded.
 
+An engine built from a ``uint8_bgr`` graph (``engines.export_onnx``) has a uint8 input binding
+(``trt.uint8``, converted by the graph's first cast): the host hands uint8 BGR crops
+``(batch, T, H, W, 3)`` and a quarter of a float batch's bytes crosses to the GPU. The sidecar's
+``input_format`` says which input the engine takes, checked against the binding's dtype.
+
 ``EngineSpec.weights`` may be a ``.engine``/``.plan`` file (with its JSON sidecar), an
 ``.onnx`` file (built first, see ``engines.tensorrt_build``) or anything ``build_encoder``
 takes (exported to ONNX, then built). Options: ``precision`` (default ``fp16``),
@@ -25,7 +30,7 @@ import torch
 from engines.base import EngineSpec
 from engines.batch_check import check_clip_batch
 from engines.buckets import BatchBuckets, run_in_buckets
-from engines.devices import cuda_device_index
+from engines.devices import cuda_device_index, host_is_pinned
 from engines.export_onnx import ExportedEncoderMetadata
 from engines.tensorrt_build import (
     BatchProfile,
@@ -35,6 +40,7 @@ from engines.tensorrt_build import (
     make_tensorrt_logger,
     read_engine_sidecar,
 )
+from reid_models.clip_input import UINT8_CROPS, InputFormat
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ def _torch_dtype(trt: Any, data_type: Any) -> torch.dtype:
         trt.float16: torch.float16,
         trt.int32: torch.int32,
         trt.int8: torch.int8,
+        trt.uint8: torch.uint8,
         trt.bool: torch.bool,
     }
     if data_type not in table:
@@ -57,14 +64,16 @@ def _torch_dtype(trt: Any, data_type: Any) -> torch.dtype:
 class TensorRTEngine:
     """A deserialized TensorRT encoder engine.
 
-    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``; output float32
+    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``, or uint8 ``(batch, T, H, W, 3)``
+    BGR crops when ``input_format`` (from the sidecar) is ``"uint8_bgr"``; output float32
     ``(batch, embedding_dim)``. :meth:`infer_torch` keeps everything on the GPU.
 
     ``device`` is a CUDA device (``cuda`` or ``cuda:N``): inputs are staged through pinned host
     memory, bound and run on the engine's own CUDA stream.
 
     Raises:
-        ValueError: ``device`` is not a CUDA device.
+        ValueError: ``device`` is not a CUDA device, or the engine's input binding dtype is
+            not the one the metadata's ``input_format`` says.
     """
 
     name = "tensorrt"
@@ -97,6 +106,13 @@ class TensorRTEngine:
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
         self.output_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
+        self.input_format: InputFormat = metadata.input_format
+        takes_crops = metadata.input_format == UINT8_CROPS
+        if (self.input_dtype == torch.uint8) != takes_crops:
+            raise ValueError(
+                f"engine input {self.input_name!r} is {self.input_dtype} but its metadata says "
+                f"input_format {metadata.input_format!r}; rebuild it from its ONNX file"
+            )
         min_shape, _, max_shape = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.min_shape = tuple(int(d) for d in min_shape)
         self.max_shape = tuple(int(d) for d in max_shape)
@@ -144,11 +160,12 @@ class TensorRTEngine:
         metadata = ExportedEncoderMetadata.model_validate(sidecar["encoder"])
         engine = cls(Path(engine_path).read_bytes(), metadata, device, batch_buckets)
         logger.info(
-            "tensorrt engine: %s %s from %s on %s (batch %d..%d)",
+            "tensorrt engine: %s %s from %s on %s (%s input, batch %d..%d)",
             metadata.architecture,
             sidecar.get("build", {}).get("precision", "?"),
             engine_path,
             device,
+            metadata.input_format,
             engine.min_shape[0],
             engine.max_shape[0],
         )
@@ -158,12 +175,18 @@ class TensorRTEngine:
         """Run one batch already on ``self.device`` (its size inside the profile's range).
 
         Args:
-            clips: ``(batch, T, 3, H, W)`` tensor, RGB in ``[0, 1]``.
+            clips: ``(batch, T, 3, H, W)`` tensor, RGB in ``[0, 1]`` (uint8 ``(batch, T, H,
+                W, 3)`` BGR crops for a uint8-input engine).
 
         Returns:
             ``(batch, embedding_dim)`` tensor on ``self.device`` in the engine's output type,
             ready on the current stream.
         """
+        if (clips.dtype == torch.uint8) != (self.input_dtype == torch.uint8):
+            raise ValueError(
+                f"this engine's input {self.input_name!r} is {self.input_dtype} "
+                f"({self.input_format}), got a {clips.dtype} tensor"
+            )
         inputs = clips.to(self.device, self.input_dtype).contiguous()
         shape = tuple(int(d) for d in inputs.shape)
         if not self.context.set_input_shape(self.input_name, shape):
@@ -186,14 +209,25 @@ class TensorRTEngine:
         return outputs
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Embed clips: float32 ``(batch, T, 3, H, W)`` -> float32 ``(batch, D)``."""
+        """Embed clips: float32 ``(batch, T, 3, H, W)`` (uint8 ``(batch, T, H, W, 3)`` for a
+        uint8-input engine) -> float32 ``(batch, D)``.
+
+        Raises:
+            ValueError: a batch of the wrong dtype or shape (``engines.batch_check``).
+        """
         clips = check_clip_batch(batch, self.metadata)
         return run_in_buckets(clips, self.batch_buckets, self._run)
 
     def _to_device(self, clips: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(clips)
-        if self._pinned is None or self._pinned.numel() < host.numel():
-            self._pinned = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
+        if host_is_pinned(host):  # the caller's page-locked buffer, valid until _run returns
+            return host.to(self.device, non_blocking=True)
+        if (
+            self._pinned is None
+            or self._pinned.numel() < host.numel()
+            or self._pinned.dtype != host.dtype
+        ):
+            self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
         staging = self._pinned[: host.numel()].view(host.shape)
         staging.copy_(host)  # the previous batch's output copy synchronised this buffer
         return staging.to(self.device, non_blocking=True)

@@ -40,6 +40,7 @@ import torch
 from engines.cache import default_cache_dir, file_sha256, write_bytes_atomically
 from engines.devices import cuda_device_index, gpu_name
 from engines.export_onnx import ExportedEncoderMetadata, read_onnx_metadata
+from reid_models.clip_input import FLOAT_CLIPS, UINT8_CROPS, InputFormat, input_dtype, input_shape
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class BatchProfile:
     def input_shapes(
         self, metadata: ExportedEncoderMetadata
     ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """``(min, opt, max)`` input shapes ``(batch, T, 3, H, W)`` for ``metadata``'s graph.
+        """``(min, opt, max)`` input shapes ``(batch, T, 3, H, W)`` for ``metadata``'s graph
+        (``(batch, T, H, W, 3)`` for a uint8-crops graph).
 
         Raises:
             ValueError: a ``T`` range for a graph with a fixed clip length.
@@ -117,7 +119,12 @@ class BatchProfile:
             )
         else:
             lengths = self.clip_lengths
-        tail = (3, metadata.input_height, metadata.input_width)
+        tail = tuple(
+            int(size)
+            for size in input_shape(
+                metadata.input_format, 0, 0, metadata.input_height, metadata.input_width
+            )[2:]
+        )
         batches = (self.min_batch, self.opt_batch, self.max_batch)
         low, opt, high = (
             (batch, length, *tail) for batch, length in zip(batches, lengths, strict=True)
@@ -190,8 +197,10 @@ class EngineFiles:
 def engine_files(
     cache_dir: Path, metadata: ExportedEncoderMetadata, precision: str, key: str
 ) -> EngineFiles:
-    """Cache paths for an engine: ``<cache>/tensorrt/<arch>-<backbone>-<precision>-<key>``."""
-    name = f"{metadata.architecture}-{metadata.backbone}-{precision}-{key[:16]}.engine"
+    """Cache paths for an engine: ``<cache>/tensorrt/<arch>-<backbone>-<precision>[-u8]-<key>``
+    (``-u8``: a graph that takes uint8 crops)."""
+    format_tag = "-u8" if metadata.input_format == UINT8_CROPS else ""
+    name = f"{metadata.architecture}-{metadata.backbone}-{precision}{format_tag}-{key[:16]}.engine"
     engine = Path(cache_dir) / "tensorrt" / name
     return EngineFiles(engine, engine.with_name(engine.name + SIDECAR_SUFFIX), key)
 
@@ -268,10 +277,13 @@ def make_entropy_calibrator(
     cache_path: Path,
     device: str,
     use_cache: bool = True,
+    input_format: InputFormat = FLOAT_CLIPS,
 ) -> Any:
     """An ``IInt8EntropyCalibrator2`` that feeds ``batches`` (float32 ``(batch_size, T, 3, H,
-    W)`` clips, RGB in ``[0, 1]``) to TensorRT through device memory, and reads/writes the
-    calibration cache at ``cache_path``."""
+    W)`` clips, RGB in ``[0, 1]``; uint8 ``(batch_size, T, H, W, 3)`` BGR crops for a
+    ``uint8_bgr`` graph) to TensorRT through device memory, and reads/writes the calibration
+    cache at ``cache_path``."""
+    dtype = input_dtype(input_format)
 
     class ClipEntropyCalibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[name-defined]
         def __init__(self) -> None:
@@ -293,9 +305,11 @@ def make_entropy_calibrator(
                     raise ValueError(
                         f"calibration batch of {batch.shape[0]} clips, expected {batch_size}"
                     )
-                self.current = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(
-                    self.device
-                )
+                if input_format == UINT8_CROPS and batch.dtype != np.uint8:
+                    raise ValueError(
+                        f"a uint8_bgr graph calibrates on uint8 crops, got {batch.dtype}"
+                    )
+                self.current = torch.from_numpy(np.ascontiguousarray(batch, dtype)).to(self.device)
             except StopIteration:
                 return None
             except Exception as error:
@@ -342,8 +356,10 @@ def build_engine(
     Args:
         onnx_path: an ONNX file written by ``engines.export_onnx`` (its metadata is required).
         options: precision, profile, workspace, calibration settings.
-        calibration_batches: for ``int8``: float32 ``(opt_batch, T, 3, H, W)`` batches of real
-            clips (``engines.calibration``); not needed when a calibration cache exists.
+        calibration_batches: for ``int8``: batches of ``opt_batch`` real clips in the graph's
+            input format (float32 ``(opt_batch, T, 3, H, W)``, or uint8 BGR crops for a
+            ``uint8_bgr`` graph: ``engines.calibration.calibration_batches_for``); not needed
+            when a calibration cache exists.
         cache_dir: cache root; ``None`` = ``engines.cache.default_cache_dir()``.
         device: ``"cuda"``/``"cuda:N"``, where calibration batches are copied (a CUDA device is
             required, as by TensorRT itself).
@@ -420,7 +436,13 @@ def build_engine(
             )
         limited = _take(calibration_batches or (), options.calibration_batch_count)
         calibrator = make_entropy_calibrator(
-            trt, limited, opt_shape[0], calibration_path, device, use_cache=has_cache
+            trt,
+            limited,
+            opt_shape[0],
+            calibration_path,
+            device,
+            use_cache=has_cache,
+            input_format=metadata.input_format,
         )
         config.int8_calibrator = calibrator
 

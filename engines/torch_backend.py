@@ -10,8 +10,12 @@ Options (``EngineSpec.options``), all off by default (plain eager fp32):
   (and captured) once.
 - ``batch_buckets``: list of batch sizes to pad batches up to; default powers of two up to
   ``max_batch`` (default 64) when compiling, none otherwise.
+- ``input_format``: ``"float32_rgb"`` (default) or ``"uint8_bgr"``: take uint8 BGR crops
+  ``(batch, T, H, W, 3)`` and convert them on the device (the module is wrapped in
+  ``reid_models.contract.CropsInput``, the same operations an exported uint8 graph holds).
 
-On CUDA the input goes through a reused pinned host buffer and a non-blocking copy.
+On CUDA the input goes through a reused pinned host buffer and a non-blocking copy (an input
+that is already page-locked, as the pipeline's clip buffer is on CUDA, is copied from directly).
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ import numpy as np
 import torch
 
 from engines.base import EngineSpec
+from engines.batch_check import check_input_dtype
 from engines.buckets import BatchBuckets, run_in_buckets
+from engines.devices import host_is_pinned
+from reid_models.clip_input import FLOAT_CLIPS, INPUT_FORMATS, UINT8_CROPS, InputFormat
+from reid_models.contract import CropsInput
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +42,8 @@ PRECISIONS = ("fp32", "fp16")
 class TorchEngine:
     """Runs a ``torch.nn.Module`` encoder on CPU or CUDA.
 
-    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``; output float32
+    Input float32 ``(batch, T, 3, H, W)`` RGB in ``[0, 1]``, or with
+    ``input_format="uint8_bgr"`` uint8 ``(batch, T, H, W, 3)`` BGR crops; output float32
     ``(batch, embedding_dim)``.
     """
 
@@ -49,9 +58,13 @@ class TorchEngine:
         channels_last: bool = False,
         compile_mode: str | None = None,
         batch_buckets: BatchBuckets | None = None,
+        input_format: InputFormat = FLOAT_CLIPS,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        self.input_format: InputFormat = input_format
         self.device = torch.device(device)
         self.precision = precision
         if precision == "fp16" and self.device.type != "cuda":
@@ -64,6 +77,8 @@ class TorchEngine:
             for layer in module.modules():
                 if isinstance(layer, torch.nn.Conv2d):
                     layer.to(memory_format=torch.channels_last)
+        if input_format == UINT8_CROPS:
+            module = CropsInput(module).to(self.device).eval()
         self.module = module
         self.channels_last = channels_last
         self.compile_mode = compile_mode
@@ -76,6 +91,7 @@ class TorchEngine:
     @classmethod
     def load(cls, spec: EngineSpec) -> TorchEngine:
         """Build the encoder named by ``spec.model`` (or a saved checkpoint) on its device."""
+        from engines.export_onnx import input_format_option
         from reid_models.factory import build_encoder
 
         options = spec.options
@@ -104,11 +120,13 @@ class TorchEngine:
             channels_last=bool(options.get("channels_last", False)),
             compile_mode=compile_mode,
             batch_buckets=batch_buckets,
+            input_format=input_format_option(options),
         )
         logger.info(
-            "torch engine: %s on %s (%s%s%s)",
+            "torch engine: %s on %s (%s input, %s%s%s)",
             spec.model,
             spec.device,
+            engine.input_format,
             engine.precision,
             ", channels_last" if engine.channels_last else "",
             f", compiled ({compile_mode})" if compile_mode else "",
@@ -116,8 +134,13 @@ class TorchEngine:
         return engine
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Embed clips: float32 ``(batch, T, 3, H, W)`` -> float32 ``(batch, D)``."""
-        clips = np.ascontiguousarray(batch, dtype=np.float32)
+        """Embed clips: float32 ``(batch, T, 3, H, W)`` (uint8 ``(batch, T, H, W, 3)`` crops
+        with ``input_format="uint8_bgr"``) -> float32 ``(batch, D)``.
+
+        Raises:
+            ValueError: uint8 crops for a float engine, or float clips for a uint8 one.
+        """
+        clips = check_input_dtype(batch, self.input_format, "torch")
         if self.batch_buckets is None:
             return self._run(clips)
         return run_in_buckets(clips, self.batch_buckets, self._run)
@@ -126,8 +149,14 @@ class TorchEngine:
         host = torch.from_numpy(clips)
         if self.device.type != "cuda":
             return host
-        if self._pinned is None or self._pinned.numel() < host.numel():
-            self._pinned = torch.empty(host.numel(), dtype=torch.float32, pin_memory=True)
+        if host_is_pinned(host):  # the caller's page-locked buffer, valid until we return
+            return host.to(self.device, non_blocking=True)
+        if (
+            self._pinned is None
+            or self._pinned.numel() < host.numel()
+            or self._pinned.dtype != host.dtype
+        ):
+            self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
         staging = self._pinned[: host.numel()].view(host.shape)
         staging.copy_(host)
         # The previous batch's output was copied back (synchronising) before this overwrite.

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from engines.base import BackendName
+from reid_models.clip_input import InputFormat
 from reid_models.sampling import SamplingMode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -255,6 +256,12 @@ class EncoderConfig(StrictModel):
     device: str = "cpu"
     max_batch: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=20.0, ge=0)
+    input_format: InputFormat = Field(
+        default="float32_rgb",
+        description="the input of graphs exported for this encoder (onnxruntime, tensorrt; "
+        "torch converts on its device): float32_rgb clips converted on the CPU, or uint8_bgr "
+        "crops converted inside the graph; an .onnx/.engine file's own metadata wins",
+    )
 
     @field_validator("model")
     @classmethod

@@ -4,7 +4,10 @@ Clips from every camera go into one queue. A worker thread takes the first waiti
 gathers more until ``max_batch`` clips or ``max_wait_ms`` have passed, runs the engine once on
 the batch, and hands each embedding back with its clip. Clips of different lengths (``all``
 sampling) are batched separately. Each batch is assembled in one reused host buffer
-(``pipeline/clip_batch.py``; page-locked when the encoder runs on CUDA).
+(``pipeline/clip_batch.py``; page-locked when the encoder runs on CUDA), in the input the
+engine's model file says it takes: float RGB clips converted on the CPU, or the uint8 BGR
+crops as they are for a graph that converts them itself (``engines.export_onnx``,
+``input_format: uint8_bgr``).
 
 Overload: at most ``max_pending_clips`` clips wait (a clip is about 0.8 MB; unbounded, an
 overloaded pipeline's memory and latency grow without limit). What happens beyond that is the
@@ -29,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 
-from engines.base import Engine, EngineSpec, load_engine
+from engines.base import Engine, EngineSpec, engine_input_format, load_engine
 from pipeline.clip_batch import ClipBatchBuffer
 from pipeline.clips import Clip
 from pipeline.config import EncoderConfig
@@ -47,7 +50,7 @@ def load_encoder_engine(config: EncoderConfig) -> Engine:
             model=config.model,
             weights=config.weights,
             device=config.device,
-            options={"backbone": config.backbone},
+            options={"backbone": config.backbone, "input_format": config.input_format},
         ),
     )
 
@@ -69,7 +72,8 @@ class BatchingEncoder:
     ``max_pending_clips`` (default ``4 * max_batch``) bounds the waiting clips and ``overflow``
     (``block`` or ``shed``) says what happens beyond it (module docstring); ``clips_dropped``
     counts the clips shed. ``pinned``: the batches' host buffer is page-locked memory (an
-    engine on CUDA).
+    engine on CUDA). The buffer hands on what ``engine`` takes
+    (``engines.base.engine_input_format``: float clips, or uint8 crops unconverted).
     """
 
     def __init__(
@@ -93,7 +97,7 @@ class BatchingEncoder:
         self.clips_encoded = 0
         self.clips_dropped = 0
         self.batches_run = 0
-        self.host_buffer = ClipBatchBuffer(max_batch, pinned)
+        self.host_buffer = ClipBatchBuffer(max_batch, pinned, engine_input_format(engine))
         self._inbox: deque[Clip] = deque()
         self._outbox: queue.Queue[EmbeddedClip] = queue.Queue()
         self._pending = 0

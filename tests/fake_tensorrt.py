@@ -10,7 +10,8 @@ memory pools, timing caches, calibrator calls, runtime shapes and tensor address
 - the builder drives an INT8 calibrator the way TensorRT does (read cache, else ``get_batch``
   until ``None``, then write cache) and serializes a JSON "engine";
 - the execution context checks shapes against the profile and, when ``module.read_memory`` is
-  set (host memory only), reads the input from its bound address and writes
+  set (host memory only), reads the input from its bound address (float32, or uint8 when the
+  ONNX graph's input is uint8: ``get_tensor_dtype`` says ``uint8`` then) and writes
   ``output[b, d] = mean(input[b]) * (d + 1)`` to the output address.
 
 The backend runs on CUDA devices only. Without a GPU, :func:`emulate_cuda_on_host` makes the
@@ -56,6 +57,7 @@ class _DataType(enum.Enum):
     HALF = "float16"
     INT32 = "int32"
     INT8 = "int8"
+    UINT8 = "uint8"
     BOOL = "bool"
 
 
@@ -90,6 +92,7 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
         ("float16", _DataType.HALF),
         ("int32", _DataType.INT32),
         ("int8", _DataType.INT8),
+        ("uint8", _DataType.UINT8),
         ("bool", _DataType.BOOL),
     ):
         setattr(trt, name, data_type)
@@ -129,6 +132,7 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
     class Tensor:
         name: str
         shape: tuple[int, ...]
+        dtype: _DataType = _DataType.FLOAT
 
     class Network:
         def __init__(self) -> None:
@@ -187,7 +191,11 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
                 dims = value.type.tensor_type.shape.dim
                 return tuple(d.dim_value if d.dim_value else -1 for d in dims)
 
-            self.network.inputs = [Tensor(v.name, shape(v)) for v in graph.input]
+            def dtype(value: Any) -> _DataType:
+                uint8 = value.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+                return _DataType.UINT8 if uint8 else _DataType.FLOAT
+
+            self.network.inputs = [Tensor(v.name, shape(v), dtype(v)) for v in graph.input]
             self.network.outputs = [Tensor(v.name, shape(v)) for v in graph.output]
             return True
 
@@ -266,10 +274,11 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
             (input_tensor,) = network.inputs
             low, opt, high = profile.shapes[input_tensor.name]
             if "INT8" in config.flags:
-                self._calibrate(config.int8_calibrator, input_tensor.name, opt)
+                self._calibrate(config.int8_calibrator, input_tensor.name, opt, input_tensor.dtype)
             (output_tensor,) = network.outputs
             description = {
                 "input": input_tensor.name,
+                "input_dtype": input_tensor.dtype.value,
                 "output": output_tensor.name,
                 "embedding_dim": output_tensor.shape[-1],
                 "profile": [low, opt, high],
@@ -277,7 +286,9 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
             }
             return bytearray(json.dumps(description).encode())
 
-        def _calibrate(self, calibrator: Any, input_name: str, opt: tuple[int, ...]) -> None:
+        def _calibrate(
+            self, calibrator: Any, input_name: str, opt: tuple[int, ...], input_dtype: _DataType
+        ) -> None:
             assert calibrator is not None, "INT8 without a calibrator"
             record.calibration_cache_reads += 1
             if calibrator.read_calibration_cache():
@@ -285,7 +296,8 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
             assert calibrator.get_batch_size() == opt[0]
             while (pointers := calibrator.get_batch([input_name])) is not None:
                 reads = bool(trt.read_memory)
-                mean = float(_read_floats(pointers[0], opt).mean()) if reads else math.nan
+                dtype = np.uint8 if input_dtype == _DataType.UINT8 else np.float32
+                mean = float(_read(pointers[0], opt, dtype).mean()) if reads else math.nan
                 record.calibration_batch_means.append(mean)
             calibrator.write_calibration_cache(b"fake-calibration-table")
 
@@ -321,7 +333,9 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
             record.addresses.append(dict(self.addresses))
             if not trt.read_memory:
                 return True
-            inputs = _read_floats(self.addresses[self.engine.input], self.shapes[self.engine.input])
+            dtype = np.uint8 if self.engine.input_dtype == _DataType.UINT8 else np.float32
+            address, shape = self.addresses[self.engine.input], self.shapes[self.engine.input]
+            inputs = _read(address, shape, dtype)
             batch = inputs.shape[0]
             means = inputs.reshape(batch, -1).mean(axis=1, dtype=np.float64)
             outputs = (means[:, None] * np.arange(1, self.engine.embedding_dim + 1)).astype(
@@ -333,6 +347,7 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
     class CudaEngine:
         def __init__(self, description: dict[str, Any]) -> None:
             self.input, self.output = description["input"], description["output"]
+            self.input_dtype = _DataType(description.get("input_dtype", "float32"))
             self.embedding_dim = int(description["embedding_dim"])
             self.profile = [tuple(shape) for shape in description["profile"]]
 
@@ -347,7 +362,7 @@ def make_fake_tensorrt(version: str = "10.3.0") -> FakeTensorRT:
             return TensorIOMode.INPUT if name == self.input else TensorIOMode.OUTPUT
 
         def get_tensor_dtype(self, name: str) -> _DataType:
-            return _DataType.FLOAT
+            return self.input_dtype if name == self.input else _DataType.FLOAT
 
         def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[Any]:
             assert name == self.input and profile_index == 0
@@ -430,7 +445,9 @@ def emulate_cuda_on_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
 
 
-def _read_floats(address: int, shape: tuple[int, ...]) -> np.ndarray:
+def _read(address: int, shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
+    """A copy of the ``shape`` array of ``dtype`` (float32 or uint8) at host ``address``."""
     count = int(np.prod(shape))
-    buffer = (ctypes.c_float * count).from_address(address)
+    element = ctypes.c_uint8 if dtype is np.uint8 else ctypes.c_float
+    buffer = (element * count).from_address(address)
     return np.ctypeslib.as_array(buffer).reshape(shape).copy()

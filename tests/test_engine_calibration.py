@@ -60,7 +60,9 @@ def test_int8_without_clips_is_an_error_saying_how_to_make_them(
 ) -> None:
     metadata = cast(
         ExportedEncoderMetadata,
-        types.SimpleNamespace(clip_length=4, input_height=8, input_width=4),
+        types.SimpleNamespace(
+            clip_length=4, input_height=8, input_width=4, input_format="float32_rgb"
+        ),
     )
     with pytest.raises(MissingCalibrationClipsError, match=r"python -m tools\.calibration_clips"):
         calibration_batches_for(metadata, 2, None)
