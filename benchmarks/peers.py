@@ -244,7 +244,8 @@ def run_glue_baseline(
     models: dict[int, Any] = {
         camera.id: YOLO(str(detector_file), task="detect") for camera in config.cameras
     }
-    engine = load_encoder_engine(config.encoder)
+    # the glue pipeline converts its crops on the CPU, as such scripts do (float clips in)
+    engine = load_encoder_engine(config.encoder.model_copy(update={"input_format": "float32_rgb"}))
     thresholds = class_thresholds(detector)
     track_arguments: dict[str, Any] = {
         "persist": True,

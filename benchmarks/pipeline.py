@@ -50,9 +50,11 @@ from benchmarks.latency_report import (
     timeline_gaps,
 )
 from benchmarks.results_cli import add_results_arguments, results_directory, start_logging
+from engines.base import engine_input_format
 from pipeline.config import ConfigError, CrosscamConfig, ReplayMode, load_config
 from pipeline.records import Frame
 from pipeline.stats import TIMELINE_STAGES, FrameTimeline
+from reid_models.clip_input import UINT8_CROPS, crops_to_clips
 
 logger = logging.getLogger("benchmarks.pipeline")
 
@@ -247,8 +249,12 @@ def run_crosscam(
             for _ in range(2):
                 pipeline.detector.detect(warm)
             clips = config.clips
-            clip_shape = (2, clips.clip_length, 3, clips.crop_height, clips.crop_width)
-            pipeline.encoder.engine.infer(np.zeros(clip_shape, dtype=np.float32))
+            engine = pipeline.encoder.engine
+            crops = np.zeros(
+                (2, clips.clip_length, clips.crop_height, clips.crop_width, 3), dtype=np.uint8
+            )
+            uint8 = engine_input_format(engine) == UINT8_CROPS
+            engine.infer(crops if uint8 else crops_to_clips(crops))
             pipeline.timeline = FrameTimeline()
             ticks: list[float] = []
             pipeline.on_tick = lambda _: ticks.append(time.monotonic())

@@ -257,7 +257,7 @@ class EncoderConfig(StrictModel):
     max_batch: int = Field(default=16, ge=1)
     max_wait_ms: float = Field(default=20.0, ge=0)
     input_format: InputFormat = Field(
-        default="float32_rgb",
+        default="uint8_bgr",
         description="the input of graphs exported for this encoder (onnxruntime, tensorrt; "
         "torch converts on its device): float32_rgb clips converted on the CPU, or uint8_bgr "
         "crops converted inside the graph; an .onnx/.engine file's own metadata wins",
