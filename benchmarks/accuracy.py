@@ -4,7 +4,7 @@
         --gt benchmarks/ground_truth/terrace1.json [--set encoder.model=tp …] [--name NAME]
     python -m benchmarks.accuracy --streams CONFIG --gt FILE --mtmc existing_mtmc.txt
     python -m benchmarks.accuracy --streams CONFIG --gt FILE --track-log run.tracks.npz \
-        [--set identity.match_heights=0.3 …]
+        [--live] [--set identity.match_heights=0.3 …]
 
 Runs the pipeline (:class:`pipeline.runner.Pipeline`, an embedded Redis in a temporary folder,
 identities not restored) over the configured cameras, writes its MTMC output to
@@ -23,7 +23,9 @@ record exists: every GT frame inside each camera's configured segment counts as 
 Every run also saves its track log (``<name>.mtmc.tracks.npz``, ``pipeline/identity/
 track_log.py``). ``--track-log`` re-runs only the end-of-run identity pass on such a log with
 the config's ``identity`` settings (no detector, tracker or encoder), so the identity layer's
-choices can be compared on one recorded run.
+choices can be compared on one recorded run. ``--live`` replays the log through the live path
+instead (clip matcher plus periodic passes, ``benchmarks/live_replay.py``) and scores each
+track's final live identity.
 """
 
 from __future__ import annotations
@@ -204,6 +206,33 @@ def refine_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -
     return RunOutput(mtmc_path, None, None, summary)
 
 
+def replay_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -> RunOutput:
+    """The live identity path alone on a saved track log cut to the config's camera segments
+    (``benchmarks/live_replay.py``); writes each track's final live identity as its MTMC."""
+    from benchmarks.live_replay import replay_live
+    from pipeline.identity.track_log import TrackLog
+
+    bounds = {camera.id: (camera.start_seconds, camera.end_seconds) for camera in config.cameras}
+    log = TrackLog.load(track_log).segment(bounds)
+    started = time.monotonic()
+    matcher, online = replay_live(log, config)
+    elapsed = time.monotonic() - started
+    recorder = MtmcRecorder()
+    for key, record in log.records.items():
+        recorder.add_track(key[0], key[1], record.frame_indices, np.stack(record.boxes))
+    lines = recorder.write(mtmc_path, lambda camera, track, _: matcher.global_id_of(camera, track))
+    summary = {
+        "track_log": _relative(track_log),
+        "live_replay": True,
+        "replay_seconds": round(elapsed, 2),
+        "passes": online.passes,
+        "merges": online.merges,
+        "moves": online.splits,
+        "mtmc_lines": lines,
+    }
+    return RunOutput(mtmc_path, None, None, summary)
+
+
 def score(config: CrosscamConfig, ground_truth: GroundTruth, run: RunOutput) -> dict[str, Any]:
     """Every metric of the report, from the MTMC file of ``run``."""
     mapping = camera_mapping(config, ground_truth)
@@ -291,6 +320,24 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def _run_line(run: dict[str, Any]) -> str:
+    """How the scored MTMC file came about, one markdown bullet."""
+    if run.get("wall_seconds") is not None:
+        return f"- run: {run['wall_seconds']} s wall, MTMC `{run['mtmc']}`"
+    if run.get("live_replay"):
+        return (
+            f"- run: live path replayed on the track log `{run['track_log']}` "
+            f"({run['replay_seconds']} s; {run['passes']} passes, {run['merges']} merges, "
+            f"{run['moves']} moves), each track's final live identity, MTMC `{run['mtmc']}`"
+        )
+    if "track_log" in run:
+        return (
+            f"- run: identity pass alone on the track log `{run['track_log']}` "
+            f"({run['refinement_seconds']} s), MTMC `{run['mtmc']}`"
+        )
+    return f"- run: existing MTMC file `{run['mtmc']}` (no pipeline run)"
+
+
 def _percent(value: float) -> str:
     return f"{100 * value:.1f}"
 
@@ -312,16 +359,7 @@ def markdown_report(report: dict[str, Any]) -> str:
         ),
         f"- machine: {report['machine']['summary']}",
         f"- git commit: {report['git_commit']}",
-        (
-            f"- run: {report['run']['wall_seconds']} s wall, MTMC `{report['run']['mtmc']}`"
-            if report["run"].get("wall_seconds") is not None
-            else (
-                f"- run: identity pass alone on the track log `{report['run']['track_log']}` "
-                f"({report['run']['refinement_seconds']} s), MTMC `{report['run']['mtmc']}`"
-                if "track_log" in report["run"]
-                else f"- run: existing MTMC file `{report['run']['mtmc']}` (no pipeline run)"
-            )
-        ),
+        _run_line(report["run"]),
         f"- evaluated: {metrics['frames_evaluated']} (camera, frame) samples, "
         f"{metrics['gt_boxes']} GT boxes, {metrics['gt_boxes_matched']} matched at IoU >= 0.5"
         + (
@@ -441,6 +479,10 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
         "--track-log", type=Path, default=None,
         help="re-run only the end-of-run identity pass on this saved track log (.npz)",
     )  # fmt: skip
+    parser.add_argument(
+        "--live", action="store_true",
+        help="with --track-log: replay it through the live path (matcher + periodic passes)",
+    )  # fmt: skip
     parser.add_argument("--name", default=None, help="report name (default from the config)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIRECTORY, help="report folder")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N for all models")
@@ -469,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = arguments.name or f"{ground_truth.sequence}-{config.encoder.model}"
     if arguments.mtmc is not None:
         run = RunOutput(arguments.mtmc.resolve(), None)
+    elif arguments.track_log is not None and arguments.live:
+        run = replay_track_log(config, arguments.track_log, MTMC_DIRECTORY / f"{name}.mtmc.txt")
     elif arguments.track_log is not None:
         run = refine_track_log(config, arguments.track_log, MTMC_DIRECTORY / f"{name}.mtmc.txt")
     else:
