@@ -316,7 +316,7 @@ class MatchingConfig(StrictModel):
         default=0.85, ge=-1, le=1, description="a clip less similar to every prototype is new"
     )
     threshold_mode: ThresholdMode = Field(
-        default=ThresholdMode.FIXED, description="quantile: learn from negatives"
+        default=ThresholdMode.QUANTILE, description="quantile: learn from negatives"
     )
     negative_quantile: float = Field(default=0.95, gt=0, lt=1)
     min_negatives: int = Field(default=30, ge=1, description="before the quantile is used")
