@@ -58,3 +58,27 @@ def host_is_pinned(tensor: Any) -> bool:
         return bool(tensor.is_pinned())
     except RuntimeError:  # torch without a CUDA driver
         return False
+
+
+class PinnedUpload:
+    """Host clips to a CUDA device through one reused page-locked buffer (grown as needed); a
+    tensor that is page-locked already (the clip buffer's) goes up as it is. The caller copies
+    each batch's output back (synchronising) before the next upload overwrites the buffer.
+    ``torch_module``: the backend's own ``torch`` (tests run the CUDA calls on the host)."""
+
+    def __init__(self, torch_module: Any) -> None:
+        self._torch = torch_module
+        self._pinned: Any = None
+
+    def to_device(self, host: Any, device: Any) -> Any:
+        """``host`` (a CPU torch tensor) on ``device``, copied without blocking."""
+        if host_is_pinned(host):  # the caller's page-locked buffer, valid until its output
+            return host.to(device, non_blocking=True)
+        pinned = self._pinned
+        if pinned is None or pinned.numel() < host.numel() or pinned.dtype != host.dtype:
+            pinned = self._pinned = self._torch.empty(
+                host.numel(), dtype=host.dtype, pin_memory=True
+            )
+        staging = pinned[: host.numel()].view(host.shape)
+        staging.copy_(host)
+        return staging.to(device, non_blocking=True)

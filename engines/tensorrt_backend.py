@@ -30,7 +30,7 @@ import torch
 from engines.base import EngineSpec
 from engines.batch_check import check_clip_batch
 from engines.buckets import BatchBuckets, run_in_buckets
-from engines.devices import cuda_device_index, host_is_pinned
+from engines.devices import PinnedUpload, cuda_device_index
 from engines.export_onnx import ExportedEncoderMetadata
 from engines.tensorrt_build import (
     BatchProfile,
@@ -125,7 +125,7 @@ class TensorRTEngine:
                 f"{self.max_shape[0]}"
             )
         self.stream: Any = torch.cuda.Stream(self.device)
-        self._pinned: torch.Tensor | None = None
+        self._upload = PinnedUpload(torch)
 
     @classmethod
     def load(cls, spec: EngineSpec) -> TensorRTEngine:
@@ -219,18 +219,7 @@ class TensorRTEngine:
         return run_in_buckets(clips, self.batch_buckets, self._run)
 
     def _to_device(self, clips: np.ndarray) -> torch.Tensor:
-        host = torch.from_numpy(clips)
-        if host_is_pinned(host):  # the caller's page-locked buffer, valid until _run returns
-            return host.to(self.device, non_blocking=True)
-        if (
-            self._pinned is None
-            or self._pinned.numel() < host.numel()
-            or self._pinned.dtype != host.dtype
-        ):
-            self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
-        staging = self._pinned[: host.numel()].view(host.shape)
-        staging.copy_(host)  # the previous batch's output copy synchronised this buffer
-        return staging.to(self.device, non_blocking=True)
+        return self._upload.to_device(torch.from_numpy(clips), self.device)
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -30,7 +30,7 @@ import torch
 from engines.base import EngineSpec
 from engines.batch_check import check_input_dtype
 from engines.buckets import BatchBuckets, run_in_buckets
-from engines.devices import host_is_pinned
+from engines.devices import PinnedUpload
 from reid_models.clip_input import FLOAT_CLIPS, INPUT_FORMATS, UINT8_CROPS, InputFormat
 from reid_models.contract import CropsInput
 
@@ -86,7 +86,7 @@ class TorchEngine:
             module if compile_mode is None else torch.compile(module, mode=compile_mode)
         )
         self.batch_buckets = batch_buckets
-        self._pinned: torch.Tensor | None = None
+        self._upload = PinnedUpload(torch)
 
     @classmethod
     def load(cls, spec: EngineSpec) -> TorchEngine:
@@ -149,18 +149,7 @@ class TorchEngine:
         host = torch.from_numpy(clips)
         if self.device.type != "cuda":
             return host
-        if host_is_pinned(host):  # the caller's page-locked buffer, valid until we return
-            return host.to(self.device, non_blocking=True)
-        if (
-            self._pinned is None
-            or self._pinned.numel() < host.numel()
-            or self._pinned.dtype != host.dtype
-        ):
-            self._pinned = torch.empty(host.numel(), dtype=host.dtype, pin_memory=True)
-        staging = self._pinned[: host.numel()].view(host.shape)
-        staging.copy_(host)
-        # The previous batch's output was copied back (synchronising) before this overwrite.
-        return staging.to(self.device, non_blocking=True)
+        return self._upload.to_device(host, self.device)
 
     def _run(self, clips: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

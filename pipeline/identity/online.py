@@ -222,133 +222,112 @@ def reconcile(
     for track, (cluster, _) in sorted(now.items()):
         if matcher.global_id_of(*track) >= 0:
             members.setdefault(cluster, []).append(track)
-    labels = _cluster_labels(members, now, matcher)
-    wanted: dict[TrackKey, int | None] = {}
-    home = {track: cluster for cluster, tracks in members.items() for track in tracks}
+    relabel = _Relabel(members, now, matcher, pending, result)
     for _ in range(sweeps):
-        changed = False
-        for step in (_move_home, _leave_squatted, _merge_home):
-            changed |= step(members, home, labels, now, matcher, pending, wanted, result)
+        changed = relabel.move_home()
+        changed |= relabel.leave_squatted()
+        changed |= relabel.merge_home()
         if not changed:
             break
     if pending is not None:
         pending.clear()
-        pending.update(wanted)
+        pending.update(relabel.wanted)
     return result
 
 
-def _target(cluster: int, labels: dict[int, TrackKey], matcher: IdentityMatcher) -> int | None:
-    """The identity cluster ``cluster`` keeps now (its anchor's: merges change ids)."""
-    anchor = labels.get(cluster)
-    return None if anchor is None else matcher.global_id_of(*anchor)
+class _Relabel:
+    """One reconciliation's state: each cluster's tracks (those with an identity), the cluster
+    each track belongs to, each cluster's anchor track (whose identity the cluster keeps), and
+    the moves wanted (for the hysteresis of the next pass)."""
 
+    def __init__(
+        self,
+        members: dict[int, list[TrackKey]],
+        now: dict[TrackKey, tuple[int, TrackRecord]],
+        matcher: IdentityMatcher,
+        pending: dict[TrackKey, int | None] | None,
+        result: MatchResult,
+    ) -> None:
+        self.members = members
+        self.now = now
+        self.matcher = matcher
+        self.pending = pending
+        self.result = result
+        self.home = {track: cluster for cluster, tracks in members.items() for track in tracks}
+        self.labels = _cluster_labels(members, now, matcher)
+        self.wanted: dict[TrackKey, int | None] = {}
 
-def _allowed(
-    track: TrackKey,
-    target: int | None,
-    matcher: IdentityMatcher,
-    pending: dict[TrackKey, int | None] | None,
-    wanted: dict[TrackKey, int | None],
-) -> bool:
-    """Record the wish; True when the previous pass wished the same, or the track has ended
-    (its move corrects the record, no live box flickers), or without hysteresis."""
-    wanted[track] = target
-    if pending is None or not matcher.is_live(track):
-        return True
-    return track in pending and pending[track] == target
+    def target(self, cluster: int) -> int | None:
+        """The identity ``cluster`` keeps now (its anchor's: merges change ids)."""
+        anchor = self.labels.get(cluster)
+        return None if anchor is None else self.matcher.global_id_of(*anchor)
 
+    def allowed(self, track: TrackKey, target: int | None) -> bool:
+        """Record the wish; True when the previous pass wished the same, or the track has
+        ended (its move corrects the record, no live box flickers), or without hysteresis."""
+        self.wanted[track] = target
+        if self.pending is None or not self.matcher.is_live(track):
+            return True
+        return track in self.pending and self.pending[track] == target
 
-def _move_home(
-    members: dict[int, list[TrackKey]],
-    home: dict[TrackKey, int],
-    labels: dict[int, TrackKey],
-    now: dict[TrackKey, tuple[int, TrackRecord]],
-    matcher: IdentityMatcher,
-    pending: dict[TrackKey, int | None] | None,
-    wanted: dict[TrackKey, int | None],
-    result: MatchResult,
-) -> bool:
-    """Tracks away from their cluster's identity move onto it where they fit there."""
-    changed = False
-    for cluster, tracks in sorted(members.items()):
-        target = _target(cluster, labels, matcher)
-        for track in tracks:
-            current = matcher.global_id_of(*track)
-            if target is None or current == target:
-                continue
-            if _alone_in_cluster(current, cluster, home, matcher):
-                continue  # the whole identity belongs here: a merge (_merge_home)
-            if _allowed(track, target, matcher, pending, wanted) and matcher.move_track(
-                track, target, result
-            ):
+    def alone_in(self, identity: int, cluster: int) -> bool:
+        """Every track of ``identity`` the pass placed lies in ``cluster``."""
+        held = self.matcher.identities.get(identity)
+        return held is not None and all(
+            self.home.get(track, cluster) == cluster for track in held.tracks
+        )
+
+    def move_home(self) -> bool:
+        """Tracks away from their cluster's identity move onto it where they fit there (an
+        identity wholly in the cluster is merged instead: :meth:`merge_home`)."""
+        changed = False
+        for cluster, tracks in sorted(self.members.items()):
+            target = self.target(cluster)
+            for track in tracks:
+                current = self.matcher.global_id_of(*track)
+                if target is None or current == target or self.alone_in(current, cluster):
+                    continue
+                if self.allowed(track, target):
+                    changed |= self.matcher.move_track(track, target, self.result)
+        return changed
+
+    def leave_squatted(self) -> bool:
+        """Tracks still held by another cluster's identity (or whose cluster has none) leave
+        it for a new identity: first out of the way, merged home afterwards."""
+        changed = False
+        kept = {self.target(cluster) for cluster in self.labels}
+        for cluster, tracks in sorted(self.members.items()):
+            target = self.target(cluster)
+            for track in tracks:
+                current = self.matcher.global_id_of(*track)
+                if current == target or (current not in kept and target is not None):
+                    continue
+                if target is not None and self.alone_in(current, cluster):
+                    continue
+                if not self.allowed(track, target):
+                    continue
+                if not self.matcher.split_track(track, self.result):
+                    continue
                 changed = True
-    return changed
-
-
-def _leave_squatted(
-    members: dict[int, list[TrackKey]],
-    home: dict[TrackKey, int],
-    labels: dict[int, TrackKey],
-    now: dict[TrackKey, tuple[int, TrackRecord]],
-    matcher: IdentityMatcher,
-    pending: dict[TrackKey, int | None] | None,
-    wanted: dict[TrackKey, int | None],
-    result: MatchResult,
-) -> bool:
-    """Tracks still held by another cluster's identity (or whose cluster has none) leave it
-    for a new identity: first out of the way, merged home afterwards."""
-    changed = False
-    kept = {_target(cluster, labels, matcher) for cluster in labels}
-    for cluster, tracks in sorted(members.items()):
-        target = _target(cluster, labels, matcher)
-        for track in tracks:
-            current = matcher.global_id_of(*track)
-            if current == target or (current not in kept and target is not None):
-                continue
-            if target is not None and _alone_in_cluster(current, cluster, home, matcher):
-                continue
-            if not _allowed(track, target, matcher, pending, wanted):
-                continue
-            if matcher.split_track(track, result):
-                changed = True
-                if target is None:
-                    labels[cluster] = track
-                    target = matcher.global_id_of(*track)
+                if target is None:  # the track starts its cluster's identity
+                    self.labels[cluster] = track
+                    target = self.matcher.global_id_of(*track)
                     kept.add(target)
-    return changed
+        return changed
 
-
-def _merge_home(
-    members: dict[int, list[TrackKey]],
-    home: dict[TrackKey, int],
-    labels: dict[int, TrackKey],
-    now: dict[TrackKey, tuple[int, TrackRecord]],
-    matcher: IdentityMatcher,
-    pending: dict[TrackKey, int | None] | None,
-    wanted: dict[TrackKey, int | None],
-    result: MatchResult,
-) -> bool:
-    """Identities whose tracks in the window all lie in one cluster merge into its identity."""
-    changed = False
-    for cluster, tracks in sorted(members.items()):
-        for track in tracks:
-            target = _target(cluster, labels, matcher)
-            current = matcher.global_id_of(*track)
-            if target is None or current == target:
-                continue
-            if not _alone_in_cluster(current, cluster, home, matcher):
-                continue
-            if matcher.merge_identities(target, current, _event_at(now[track][1]), result):
-                changed = True
-    return changed
-
-
-def _alone_in_cluster(
-    identity: int, cluster: int, home: dict[TrackKey, int], matcher: IdentityMatcher
-) -> bool:
-    """Every track of ``identity`` the pass placed lies in ``cluster``."""
-    held = matcher.identities.get(identity)
-    return held is not None and all(home.get(track, cluster) == cluster for track in held.tracks)
+    def merge_home(self) -> bool:
+        """Identities whose tracks in the window all lie in one cluster merge into its
+        identity."""
+        changed = False
+        for cluster, tracks in sorted(self.members.items()):
+            for track in tracks:
+                target = self.target(cluster)
+                current = self.matcher.global_id_of(*track)
+                if target is None or current == target or not self.alone_in(current, cluster):
+                    continue
+                event = _event_at(self.now[track][1])
+                changed |= self.matcher.merge_identities(target, current, event, self.result)
+        return changed
 
 
 def _cluster_labels(
