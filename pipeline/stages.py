@@ -1,11 +1,11 @@
 """Detection ahead of the loop: the next batch is gathered and detected on a thread of its own.
 
-The loop (``pipeline/runner.py``) tracks, clips, matches and publishes batch ``n`` while this
-thread gathers and detects batch ``n + 1`` (ONNX Runtime, TensorRT and torch release the GIL
-during inference, so the two overlap in one process). At most ``depth`` detected batches wait
-in a bounded queue (each holds at most one frame per camera), and they come out in the order
-they were gathered, so every camera's frames keep their order and the loop sees exactly the
-batches the serial loop would.
+The loop (``pipeline/runner.py``; the per-batch step in ``pipeline/batch_step.py``) tracks,
+clips, matches and publishes batch ``n`` while this thread gathers and detects batch ``n + 1``
+(ONNX Runtime, TensorRT and torch release the GIL during inference, so the two overlap in one
+process). At most ``depth`` detected batches wait in a bounded queue (each holds at most one
+frame per camera), and they come out in the order they were gathered, so every camera's frames
+keep their order and the loop sees exactly the batches the serial loop would.
 
 The thread pauses when gathering gives nothing (every camera ended) or when ``interrupted``
 says so before a gather (a stop or reload request, the time limit): it hands the loop a pause
