@@ -78,7 +78,7 @@ gpu-bench: $(BENCH_STAMP)
 # the pipeline's detector and tracker; train RRU+STIM and DRSTA on them as residual heads that
 # start as TP (frozen OSNet trunk), step by step for the ablation and its learning curves
 # (reid_models/learning_curves.png), the last step being the shipped encoders; evaluate TP and
-# both against the terrace1 ground truth. About 40 minutes on a busy 2-core VM (RESULTS.md).
+# both against the terrace1 ground truth. About 8 minutes on an idle 2-core VM, 40 on a busy one (RESULTS.md).
 MINED := runs/mined/bundled/index.json
 $(MINED): $(STAMP)
 	rm -rf runs/mined/bundled
