@@ -228,7 +228,7 @@ class ClipsConfig(StrictModel):
         "every box at once (pipeline/lazy_crops.py)",
     )
     refresh_policy: Literal["always", "uncertain"] = Field(
-        default="always",
+        default="uncertain",
         description="always: encode every refresh clip; uncertain: only where it can change a "
         "decision (pipeline/refresh_policy.py)",
     )
