@@ -67,8 +67,8 @@ class PassWorker:
         self.finish_timeout_seconds = finish_timeout_seconds
         """How long ``collect(wait=True)`` waits (a child killed from outside never answers)."""
         self._child: SpawnProcess | None = None
-        self._requests: multiprocessing.Queue[_Request | None] | None = None
-        self._results: multiprocessing.Queue[_Reply] | None = None
+        self._inbox: multiprocessing.Queue[_Request | None] | None = None
+        self._outbox: multiprocessing.Queue[_Reply] | None = None
         self._numbers = itertools.count(1)
         self._in_flight: int | None = None
         self._finished: _Reply | None = None
@@ -80,19 +80,19 @@ class PassWorker:
         if self._child is None or not self._child.is_alive():
             self._stop_child()
             context = multiprocessing.get_context("spawn")
-            self._requests = context.Queue()
-            self._results = context.Queue()
+            self._inbox = context.Queue()
+            self._outbox = context.Queue()
             self._child = context.Process(
                 target=_serve,
-                args=(self._requests, self._results),
+                args=(self._inbox, self._outbox),
                 name="crosscam-identity-pass",
                 daemon=True,
             )
             self._child.start()
         if wait:
             number = next(self._numbers)
-            assert self._requests is not None
-            self._requests.put(_Request(number, None))
+            assert self._inbox is not None
+            self._inbox.put(_Request(number, None))
             self._receive(number, self.finish_timeout_seconds)
 
     @property
@@ -121,10 +121,10 @@ class PassWorker:
         if self._in_flight is not None:
             raise RuntimeError("a whole-track pass is already in flight")
         self.start()
-        assert self._requests is not None
+        assert self._inbox is not None
         packed = PackedRecords.pack(list(window.records.values()))
         number = next(self._numbers)
-        self._requests.put(_Request(number, (packed, settings, given)))
+        self._inbox.put(_Request(number, (packed, settings, given)))
         self._in_flight = number
         self._finished = None
         self._submitted = (newest, relearn)
@@ -185,14 +185,14 @@ class PassWorker:
         """The reply to request ``number``, waiting at most ``timeout_seconds`` (replies to
         older, discarded requests are dropped on the way); None when none came in time or the
         child died."""
-        if self._results is None:
+        if self._outbox is None:
             return None
         deadline = time.monotonic() + timeout_seconds
         while True:
             remaining = deadline - time.monotonic()
             try:
                 # Short waits, so a dead child is noticed within a fraction of a second.
-                reply = self._results.get(timeout=min(max(remaining, 0.0), 0.2))
+                reply = self._outbox.get(timeout=min(max(remaining, 0.0), 0.2))
             except (queue.Empty, EOFError, OSError):  # nothing yet, or a child killed mid-send
                 if remaining <= 0 or not self._child_alive():
                     return None
@@ -204,11 +204,11 @@ class PassWorker:
         """Ask the child to stop (``politely``: an idle child), else or when it does not,
         terminate and then kill it; never blocks more than a few seconds (a dead child's
         queues are abandoned, not flushed)."""
-        child, requests, results = self._child, self._requests, self._results
-        self._child = self._requests = self._results = None
+        child, inbox, outbox = self._child, self._inbox, self._outbox
+        self._child = self._inbox = self._outbox = None
         if child is not None:
-            if politely and child.is_alive() and requests is not None:
-                requests.put(None)
+            if politely and child.is_alive() and inbox is not None:
+                inbox.put(None)
                 child.join(_STOP_GRACE_SECONDS)
             if child.is_alive():
                 child.terminate()
@@ -218,7 +218,7 @@ class PassWorker:
                 child.join(_STOP_GRACE_SECONDS)
             if not child.is_alive():
                 child.close()
-        for channel in (requests, results):
+        for channel in (inbox, outbox):
             if channel is not None:
                 channel.cancel_join_thread()
                 channel.close()
@@ -245,24 +245,24 @@ class _Reply:
 
 
 def _serve(
-    requests: multiprocessing.Queue[_Request | None],
-    results: multiprocessing.Queue[_Reply],
+    inbox: multiprocessing.Queue[_Request | None],
+    outbox: multiprocessing.Queue[_Reply],
 ) -> None:
     """The child's loop: one request at a time until a None (or the parent's end)."""
     _start_child()
     while True:
-        request = requests.get()
+        request = inbox.get()
         if request is None:
             return
         if request.work is None:
-            results.put(_Reply(request.number, None))
+            outbox.put(_Reply(request.number, None))
             continue
         try:
             outcome = _refine_packed(*request.work)
         except Exception:  # reported to the parent, which logs it and goes on
-            results.put(_Reply(request.number, None, traceback.format_exc()))
+            outbox.put(_Reply(request.number, None, traceback.format_exc()))
         else:
-            results.put(_Reply(request.number, outcome))
+            outbox.put(_Reply(request.number, outcome))
 
 
 def _refine_packed(
