@@ -41,10 +41,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,6 +61,9 @@ from tools.ground_truth import (
     match_boxes,
     person_of_identity,
 )
+
+if TYPE_CHECKING:
+    from pipeline.identity.track_log import TrackLog
 
 logger = logging.getLogger("benchmarks.accuracy")
 
@@ -185,23 +188,17 @@ def refine_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -
     its MTMC file."""
     from pipeline.identity.calibration import known_homographies
     from pipeline.identity.refine import refine_identities
-    from pipeline.identity.track_log import TrackLog
 
-    bounds = {camera.id: (camera.start_seconds, camera.end_seconds) for camera in config.cameras}
-    log = TrackLog.load(track_log).segment(bounds)
+    log = _segment_of(config, track_log)
     started = time.monotonic()
     refinement = refine_identities(log, config.identity, known_homographies(config))
     elapsed = time.monotonic() - started
     global_id_of = refinement.lookup(refinement.global_ids(lambda camera, track: -1))
-    recorder = MtmcRecorder()
-    for key, record in log.records.items():
-        recorder.add_track(key[0], key[1], record.frame_indices, np.stack(record.boxes))
-    lines = recorder.write(mtmc_path, global_id_of)
     summary = {
         "track_log": _relative(track_log),
         "refinement_seconds": round(elapsed, 2),
         **refinement.counts(),
-        "mtmc_lines": lines,
+        "mtmc_lines": _write_log_mtmc(log, mtmc_path, global_id_of),
     }
     return RunOutput(mtmc_path, None, None, summary)
 
@@ -210,17 +207,11 @@ def replay_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -
     """The live identity path alone on a saved track log cut to the config's camera segments
     (``benchmarks/live_replay.py``); writes each track's final live identity as its MTMC."""
     from benchmarks.live_replay import replay_live
-    from pipeline.identity.track_log import TrackLog
 
-    bounds = {camera.id: (camera.start_seconds, camera.end_seconds) for camera in config.cameras}
-    log = TrackLog.load(track_log).segment(bounds)
+    log = _segment_of(config, track_log)
     started = time.monotonic()
     matcher, online = replay_live(log, config)
     elapsed = time.monotonic() - started
-    recorder = MtmcRecorder()
-    for key, record in log.records.items():
-        recorder.add_track(key[0], key[1], record.frame_indices, np.stack(record.boxes))
-    lines = recorder.write(mtmc_path, lambda camera, track, _: matcher.global_id_of(camera, track))
     summary = {
         "track_log": _relative(track_log),
         "live_replay": True,
@@ -228,9 +219,29 @@ def replay_track_log(config: CrosscamConfig, track_log: Path, mtmc_path: Path) -
         "passes": online.passes,
         "merges": online.merges,
         "moves": online.splits,
-        "mtmc_lines": lines,
+        "mtmc_lines": _write_log_mtmc(
+            log, mtmc_path, lambda camera, track, _: matcher.global_id_of(camera, track)
+        ),
     }
     return RunOutput(mtmc_path, None, None, summary)
+
+
+def _segment_of(config: CrosscamConfig, track_log: Path) -> TrackLog:
+    """The saved track log cut to the config's camera segments."""
+    from pipeline.identity.track_log import TrackLog
+
+    bounds = {camera.id: (camera.start_seconds, camera.end_seconds) for camera in config.cameras}
+    return TrackLog.load(track_log).segment(bounds)
+
+
+def _write_log_mtmc(
+    log: TrackLog, mtmc_path: Path, global_id_of: Callable[[int, int, int], int]
+) -> int:
+    """Every box of ``log`` with its identity, as an MTMC file; the number of lines."""
+    recorder = MtmcRecorder()
+    for key, record in log.records.items():
+        recorder.add_track(key[0], key[1], record.frame_indices, np.stack(record.boxes))
+    return recorder.write(mtmc_path, global_id_of)
 
 
 def score(config: CrosscamConfig, ground_truth: GroundTruth, run: RunOutput) -> dict[str, Any]:

@@ -58,9 +58,9 @@ class OnlineRefinement:
         self._learned_at: float | None = None
         self._last_refined: float | None = None
         self._pending_moves: dict[TrackKey, int | None] = {}
+        """Moves the last pass wanted (made when the next pass wants them too)."""
         self._held_back: Refinement | None = None
         """The last pass, while it wanted moves that wait for the next pass to agree."""
-        """Moves the last pass wanted (made when the next pass wants them too)."""
         self.worker = PassWorker() if config.passes_in_background else None
         self.passes = 0
         self.merges = 0
